@@ -1,0 +1,23 @@
+# singleton: PGXS build
+MODULE_big = singleton
+OBJS = \
+	src/singleton.o \
+	src/registry.o \
+	src/factory.o \
+	src/ratelimit.o \
+	src/stats.o
+
+EXTENSION = singleton
+DATA = singleton--1.0.sql
+PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
+
+# The tests start their own server with the library preloaded.
+REGRESS = registry errors security scoping
+REGRESS_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check
+ISOLATION =
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check_iso
+TAP_TESTS = 1
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,465 @@
+/*-------------------------------------------------------------------------
+ *
+ * factory.c
+ *		singleton_get(name, factory): lazy creation that runs once.
+ *
+ * The first caller claims the name by publishing an initializing entry
+ * (registry_factory_probe), releases every lock, runs the factory query
+ * through SPI as the calling role and stores the result.  Other callers
+ * sleep on a condition variable, holding no lock, until the entry is ready
+ * or gone; if it is gone (the factory failed) one of them claims it next.
+ *
+ * A claim is remembered in a small backend-local array, tagged with the
+ * subtransaction that made it.  If the factory fails, the claim is dropped
+ * by the (sub)transaction abort callback, which runs after the abort has
+ * released all LWLocks; if the backend exits (pg_terminate_backend), by a
+ * before_shmem_exit callback.  Either way the waiters are woken.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/wait_event.h"
+
+#include "singleton.h"
+#include "registry.h"
+
+PG_FUNCTION_INFO_V1(singleton_get_factory);
+
+#define MAX_PENDING_CLAIMS	32
+
+/* How often a waiter re-checks that the creator is alive. */
+#define FACTORY_RECHECK_MS	1000
+
+typedef struct PendingClaim
+{
+	Oid			dbid;
+	int			len;
+	char		name[SINGLETON_NAME_MAX + 1];
+	uint64		generation;
+	SubTransactionId subid;
+} PendingClaim;
+
+static PendingClaim pending[MAX_PENDING_CLAIMS];
+static int	npending = 0;
+
+static void
+wake_waiters(Oid dbid, const char *name, int len)
+{
+	ConditionVariableBroadcast(singleton_factory_cv(dbid, name, len));
+}
+
+/* Drop claims made at or below subid (all if subid is invalid). */
+static void
+abandon_claims(SubTransactionId subid)
+{
+	while (npending > 0)
+	{
+		PendingClaim *p = &pending[npending - 1];
+
+		if (subid != InvalidSubTransactionId && p->subid < subid)
+			break;
+		npending--;
+		if (registry_factory_abandon(p->dbid, p->name, p->len, p->generation))
+			wake_waiters(p->dbid, p->name, p->len);
+	}
+}
+
+static void
+factory_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		abandon_claims(InvalidSubTransactionId);
+		pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+	}
+}
+
+static void
+factory_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		abandon_claims(mySubid);
+		pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+	}
+}
+
+static void
+factory_on_exit(int code, Datum arg)
+{
+	SingletonCounters *c = singleton_my_counters();
+
+	if (npending > 0)
+	{
+		/* a FATAL may have come from anywhere; start from a clean slate */
+		LWLockReleaseAll();
+		abandon_claims(InvalidSubTransactionId);
+	}
+	pg_atomic_write_u32(&c->waiting_for_pid, 0);
+	pg_atomic_write_u32(&c->pid, 0);
+}
+
+/* Called once per backend, when it first attaches. */
+void
+factory_init_backend(void)
+{
+	pg_atomic_write_u32(&singleton_my_counters()->pid, MyProcPid);
+	pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+	RegisterXactCallback(factory_xact_callback, NULL);
+	RegisterSubXactCallback(factory_subxact_callback, NULL);
+	before_shmem_exit(factory_on_exit, (Datum) 0);
+}
+
+/*
+ * Would waiting for creator_pid close a cycle?  Follow "waits for" links
+ * between backends that are themselves running factories.
+ */
+static bool
+factory_deadlock(int creator_pid)
+{
+	int			pid = creator_pid;
+	int			steps;
+
+	for (steps = 0; steps < singleton_shared->nslots; steps++)
+	{
+		int			next = 0;
+		int			i;
+
+		for (i = 0; i < singleton_shared->nslots; i++)
+		{
+			SingletonCounters *c = &singleton_slots[i].c;
+
+			if ((int) pg_atomic_read_u32(&c->pid) == pid)
+			{
+				next = (int) pg_atomic_read_u32(&c->waiting_for_pid);
+				break;
+			}
+		}
+		if (next == 0)
+			return false;
+		if (next == MyProcPid)
+			return true;
+		pid = next;
+	}
+	return false;
+}
+
+/*
+ * Sleep until the entry is no longer initializing.  Honours interrupts,
+ * statement_timeout and singleton.wait_timeout.
+ */
+static void
+wait_for_factory(const char *name, int len, int creator_pid,
+				 TimestampTz wait_start)
+{
+	ConditionVariable *cv = singleton_factory_cv(MyDatabaseId, name, len);
+	SingletonCounters *me = singleton_my_counters();
+
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		long		sleep_ms = FACTORY_RECHECK_MS;
+
+		/* re-check after preparing to sleep, so no wakeup is missed */
+		if (!registry_initializing(name, len, &creator_pid))
+			break;
+
+		if (BackendPidGetProc(creator_pid) == NULL)
+		{
+			/* the creator is gone without cleaning up: take its place */
+			if (registry_remove_stale(name, len, creator_pid))
+				wake_waiters(MyDatabaseId, name, len);
+			break;
+		}
+
+		pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
+		if (factory_deadlock(creator_pid))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					 errmsg("deadlock detected while waiting for singleton \"%.*s\"",
+							len, name),
+					 errdetail("Process %d runs the factory of \"%.*s\" and waits, through other factories, for this session.",
+							   creator_pid, len, name)));
+
+		if (singleton_wait_timeout > 0)
+		{
+			long		waited_ms;
+
+			waited_ms = (long) ((GetCurrentTimestamp() - wait_start) / 1000);
+			if (waited_ms >= singleton_wait_timeout)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("timed out waiting for the factory of singleton \"%.*s\"",
+								len, name),
+						 errdetail("Process %d is still running it after %d ms.",
+								   creator_pid, singleton_wait_timeout),
+						 errhint("Raise singleton.wait_timeout, or set it to 0 to wait without a limit.")));
+			sleep_ms = Min(sleep_ms, singleton_wait_timeout - waited_ms);
+		}
+
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	pg_atomic_write_u32(&me->waiting_for_pid, 0);
+}
+
+static void
+factory_shape_error(const char *name, int len, int sqlstate, const char *what)
+{
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("factory of singleton \"%.*s\" %s", len, name, what),
+			 errhint("A factory must be a query that returns exactly one row with one column.")));
+}
+
+/*
+ * Run the factory query as the current role and return its value as jsonb,
+ * allocated in the caller's memory context.
+ */
+static Jsonb *
+run_factory(const char *name, int len, const char *query)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *result;
+	Jsonb	   *converted;
+	TupleDesc	desc;
+	Datum		d;
+	bool		isnull;
+	Oid			typid;
+	int			ret;
+
+	SPI_connect();
+	ret = SPI_execute(query, false, 2);
+	if (ret < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("factory of singleton \"%.*s\" could not be run: %s",
+						len, name, SPI_result_code_string(ret))));
+	if (SPI_tuptable == NULL)
+		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
+							"did not return rows");
+	if (SPI_processed == 0)
+		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
+							"returned no row");
+	if (SPI_processed > 1)
+		factory_shape_error(name, len, ERRCODE_CARDINALITY_VIOLATION,
+							"returned more than one row");
+	desc = SPI_tuptable->tupdesc;
+	if (desc->natts != 1)
+		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
+							"returned more than one column");
+
+	d = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &isnull);
+	typid = SPI_gettypeid(desc, 1);
+	if (isnull)
+	{
+		JsonbValue	jv;
+
+		jv.type = jbvNull;
+		converted = JsonbValueToJsonb(&jv);
+	}
+	else if (typid == JSONBOID)
+		converted = DatumGetJsonbP(d);
+	else
+	{
+		/* convert as to_jsonb would; the value is a parameter, not SQL */
+		Datum		arg = d;
+
+		ret = SPI_execute_with_args("SELECT pg_catalog.to_jsonb($1)",
+									1, &typid, &arg, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not convert factory result to jsonb");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		converted = DatumGetJsonbP(d);
+	}
+
+	result = MemoryContextAlloc(caller, VARSIZE(converted));
+	memcpy(result, converted, VARSIZE(converted));
+	SPI_finish();
+	return result;
+}
+
+static void
+push_claim(const char *name, int len, uint64 generation)
+{
+	PendingClaim *p;
+
+	if (npending >= MAX_PENDING_CLAIMS)
+	{
+		/* give the claim back before complaining */
+		if (registry_factory_abandon(MyDatabaseId, name, len, generation))
+			wake_waiters(MyDatabaseId, name, len);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many nested singleton factories"),
+				 errdetail("At most %d factories may run inside one another.",
+						   MAX_PENDING_CLAIMS)));
+	}
+	p = &pending[npending];
+	p->dbid = MyDatabaseId;
+	p->len = len;
+	memcpy(p->name, name, len);
+	p->name[len] = '\0';
+	p->generation = generation;
+	p->subid = GetCurrentSubTransactionId();
+	npending++;
+}
+
+static bool
+is_claimed_here(const char *name, int len)
+{
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].dbid == MyDatabaseId && pending[i].len == len &&
+			memcmp(pending[i].name, name, len) == 0)
+			return true;
+	return false;
+}
+
+Datum
+singleton_get_factory(PG_FUNCTION_ARGS)
+{
+	text	   *name_t;
+	const char *name;
+	int			len;
+	char	   *query;
+	char	   *type = NULL;
+	bool		private;
+	bool		waited = false;
+	TimestampTz wait_start = 0;
+
+	singleton_attach();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("singleton name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("singleton factory must not be null")));
+	name_t = PG_GETARG_TEXT_PP(0);
+	name = VARDATA_ANY(name_t);
+	len = VARSIZE_ANY_EXHDR(name_t);
+	singleton_check_name(name, len);
+	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (query[strspn(query, " \t\r\n")] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("singleton factory must not be empty")));
+	if (!PG_ARGISNULL(2))
+	{
+		type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		singleton_check_type(type, strlen(type));
+	}
+	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+
+	if (is_claimed_here(name, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_RECURSION),
+				 errmsg("recursive factory for singleton \"%.*s\"", len, name),
+				 errdetail("The factory of \"%.*s\" asked for \"%.*s\" while creating it.",
+						   len, name, len, name)));
+
+	ratelimit_require("singleton_get");
+	COUNT(gets, 1);
+
+	for (;;)
+	{
+		Jsonb	   *value = NULL;
+		int			creator_pid = 0;
+		uint64		generation = 0;
+		FactoryProbe probe;
+
+		probe = registry_factory_probe(name, len, &value, &creator_pid, &generation);
+		if (probe == PROBE_READY)
+		{
+			COUNT(hits, 1);
+			if (waited)
+				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+			PG_RETURN_JSONB_P(value);
+		}
+		if (probe == PROBE_BUSY)
+		{
+			if (creator_pid == MyProcPid)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_RECURSION),
+						 errmsg("recursive factory for singleton \"%.*s\"", len, name)));
+			if (!waited)
+			{
+				waited = true;
+				wait_start = GetCurrentTimestamp();
+				COUNT(factory_waits, 1);
+			}
+			PG_TRY();
+			{
+				wait_for_factory(name, len, creator_pid, wait_start);
+			}
+			PG_CATCH();
+			{
+				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			continue;
+		}
+
+		/* PROBE_CLAIMED: this session runs the factory */
+		{
+			instr_time	start;
+			instr_time	duration;
+			bool		stored;
+			Jsonb	   *current;
+
+			COUNT(misses, 1);
+			if (waited)
+				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+			push_claim(name, len, generation);
+			COUNT(factory_runs, 1);
+
+			/*
+			 * On error the claim stays in pending[]; the abort callbacks drop
+			 * it once the abort has released every lock.
+			 */
+			PG_TRY();
+			{
+				INSTR_TIME_SET_CURRENT(start);
+				value = run_factory(name, len, query);
+				INSTR_TIME_SET_CURRENT(duration);
+				INSTR_TIME_SUBTRACT(duration, start);
+				check_value_size(value);
+				stored = registry_factory_complete(name, len, generation, value,
+												   type ? type : jsonb_type_label(value),
+												   private,
+												   (int64) INSTR_TIME_GET_MICROSEC(duration));
+			}
+			PG_CATCH();
+			{
+				COUNT(factory_failures, 1);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+
+			npending--;
+			wake_waiters(MyDatabaseId, name, len);
+			if (stored)
+				PG_RETURN_JSONB_P(value);
+
+			/* a singleton_set won the race: everyone sees its value */
+			current = registry_read(name, len, false, NULL);
+			PG_RETURN_JSONB_P(current ? current : value);
+		}
+	}
+}

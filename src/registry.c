@@ -1,0 +1,1108 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *		The shared registry: set, get, has, delete, clear, incr, entries.
+ *
+ * Locking protocol: an entry is read under its dshash partition lock in
+ * shared mode and written under it in exclusive mode.  While a partition
+ * lock is held this file only copies bytes into memory allocated before the
+ * lock was taken, bumps atomics and swaps DSA pointers.  Anything that can
+ * fail (allocation, privilege checks, jsonb construction, errors) happens
+ * after the lock is released; a step that needs one of those releases the
+ * lock, does it, and looks the entry up again.  DSA chunks are allocated
+ * before and freed after the lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "singleton.h"
+#include "registry.h"
+
+PG_FUNCTION_INFO_V1(singleton_set);
+PG_FUNCTION_INFO_V1(singleton_get);
+PG_FUNCTION_INFO_V1(singleton_has);
+PG_FUNCTION_INFO_V1(singleton_delete);
+PG_FUNCTION_INFO_V1(singleton_clear);
+PG_FUNCTION_INFO_V1(singleton_incr);
+PG_FUNCTION_INFO_V1(singleton_entries);
+
+/* What a read found. */
+typedef enum ReadState
+{
+	READ_ABSENT,
+	READ_READY,
+	READ_INITIALIZING
+} ReadState;
+
+#define READ_BUFFER_INITIAL 256
+
+void
+account_memory(int64 delta)
+{
+	if (delta >= 0)
+		pg_atomic_fetch_add_u64(&singleton_shared->memory_used, (uint64) delta);
+	else
+		pg_atomic_fetch_sub_u64(&singleton_shared->memory_used, (uint64) -delta);
+}
+
+static inline uint64
+next_generation(void)
+{
+	return pg_atomic_add_fetch_u64(&singleton_shared->generation, 1);
+}
+
+static inline Size
+entry_chunk_size(const RegistryEntry *e)
+{
+	return (Size) (e->key.namelen & ~SINGLETON_KEY_LOCAL) + e->typelen + e->valuelen;
+}
+
+static inline char *
+entry_chunk(const RegistryEntry *e)
+{
+	return (char *) dsa_get_address(singleton_area, e->key.name);
+}
+
+void
+singleton_check_name(const char *name, int len)
+{
+	if (len < 1 || len > SINGLETON_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("singleton name must be between 1 and %d bytes long",
+						SINGLETON_NAME_MAX),
+				 errdetail("The name is %d bytes long.", len)));
+}
+
+void
+singleton_check_type(const char *type, int len)
+{
+	if (len < 1 || len > SINGLETON_TYPE_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("singleton type must be between 1 and %d bytes long",
+						SINGLETON_TYPE_MAX),
+				 errdetail("The type is %d bytes long.", len)));
+}
+
+static void
+error_permission(const char *name, int len)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for singleton \"%.*s\"", len, name),
+			 errdetail("Only roles with the privileges of the entry's owner may do this.")));
+}
+
+static void
+error_initializing(const char *name, int len)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_IN_USE),
+			 errmsg("singleton \"%.*s\" is being initialized", len, name),
+			 errhint("Retry once its factory has finished.")));
+}
+
+/* Check, outside any lock, that the current role may act as "owner". */
+static void
+require_privs_of(Oid owner, const char *name, int len)
+{
+	if (!has_privs_of_role(GetUserId(), owner))
+		error_permission(name, len);
+}
+
+/* jsonb_typeof of a value, as the default type label. */
+const char *
+jsonb_type_label(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v))
+		return JsonbTypeName(&v);
+	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
+}
+
+static Jsonb *
+jsonb_from_int64(int64 v)
+{
+	JsonbValue	jv;
+
+	jv.type = jbvNumeric;
+	jv.val.numeric = int64_to_numeric(v);
+	return JsonbValueToJsonb(&jv);
+}
+
+/*
+ * If jb is a JSON number that is an integer in bigint range, set *result.
+ * "exact" also requires the text form to have no fractional part, so that
+ * storing it inline does not change how it reads back.
+ */
+static bool
+jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
+{
+	JsonbValue	v;
+	char	   *str;
+	char	   *dot;
+	char	   *end;
+	long long	parsed;
+
+	*out_of_range = false;
+	if (!JB_ROOT_IS_SCALAR(jb) || !JsonbExtractScalar(&jb->root, &v) ||
+		v.type != jbvNumeric)
+		return false;
+	str = DatumGetCString(DirectFunctionCall1(numeric_out,
+											  NumericGetDatum(v.val.numeric)));
+	dot = strchr(str, '.');
+	if (dot != NULL)
+	{
+		const char *p;
+
+		if (exact)
+			return false;
+		for (p = dot + 1; *p; p++)
+			if (*p != '0')
+				return false;
+		*dot = '\0';
+	}
+	errno = 0;
+	parsed = strtoll(str, &end, 10);
+	if (*end != '\0' || end == str)
+		return false;
+	if (errno == ERANGE)
+	{
+		*out_of_range = true;
+		return false;
+	}
+	*result = (int64) parsed;
+	return true;
+}
+
+/*
+ * Allocate and fill the DSA chunk of an entry: name, type label, value.
+ * Raises the registry-full error when the area has no room.
+ */
+static dsa_pointer
+chunk_build(const char *name, int namelen, const char *type, int typelen,
+			const Jsonb *value, uint32 valuelen)
+{
+	Size		size = (Size) namelen + typelen + valuelen;
+	dsa_pointer dp;
+	char	   *p;
+
+	dp = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+		singleton_error_full();
+	account_memory((int64) size);
+	p = dsa_get_address(singleton_area, dp);
+	memcpy(p, name, namelen);
+	memcpy(p + namelen, type, typelen);
+	if (valuelen > 0)
+		memcpy(p + namelen + typelen, value, valuelen);
+	return dp;
+}
+
+static void
+chunk_free(dsa_pointer dp, Size size)
+{
+	dsa_free(singleton_area, dp);
+	account_memory(-(int64) size);
+}
+
+/*
+ * dshash_find_or_insert, turning "out of DSA memory" inside dshash into the
+ * registry-full error.  dshash raised the error with partition locks held;
+ * no caller of a SQL function holds LWLocks, so releasing all of them here
+ * is safe, and lets us free the caller's chunk before reporting.
+ */
+static void *
+find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
+			   dsa_pointer chunk, Size chunk_size)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	void	   *entry = NULL;
+
+	PG_TRY();
+	{
+		entry = dshash_find_or_insert(table, key, found);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
+			PG_RE_THROW();
+		FlushErrorState();
+		LWLockReleaseAll();
+		singleton_reattach_tables();
+		if (DsaPointerIsValid(chunk))
+			chunk_free(chunk, chunk_size);
+		singleton_error_full();
+	}
+	PG_END_TRY();
+	return entry;
+}
+
+void *
+singleton_find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
+						 dsa_pointer chunk, Size chunk_size)
+{
+	return find_or_insert(table, key, found, chunk, chunk_size);
+}
+
+/* Remove a locked entry; releases the lock, then frees its chunk. */
+static void
+remove_locked_entry(RegistryEntry *e)
+{
+	dsa_pointer chunk = e->key.name;
+	Size		size = entry_chunk_size(e);
+
+	dshash_delete_entry(singleton_registry, e);
+	chunk_free(chunk, size);
+	account_memory(-(int64) REGISTRY_ENTRY_OVERHEAD);
+	pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
+}
+
+/*
+ * Read an entry of the current database.  On READ_READY, *value is a fresh
+ * palloc'd copy, and the entry's access count was bumped if count_access.
+ * Private entries raise 42501 for roles without the owner's privileges.
+ */
+static ReadState
+read_entry(const char *name, int len, bool count_access, Jsonb **value,
+		   int *creator_pid)
+{
+	SingletonKey key;
+	Oid			ok_owner = GetUserId();
+	Size		bufsize = READ_BUFFER_INITIAL;
+	char	   *buf = NULL;
+	TimestampTz now = count_access ? GetCurrentTimestamp() : 0;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	for (;;)
+	{
+		RegistryEntry *e;
+		uint8		kind;
+		int64		ival;
+
+		if (buf == NULL)
+			buf = palloc(bufsize);
+
+		e = dshash_find(singleton_registry, &key, false);
+		if (e == NULL)
+		{
+			pfree(buf);
+			return READ_ABSENT;
+		}
+		if (e->state == ENTRY_INITIALIZING)
+		{
+			if (creator_pid)
+				*creator_pid = e->creator_pid;
+			dshash_release_lock(singleton_registry, e);
+			pfree(buf);
+			return READ_INITIALIZING;
+		}
+		if (e->private && e->owner != ok_owner)
+		{
+			Oid			owner = e->owner;
+
+			dshash_release_lock(singleton_registry, e);
+			require_privs_of(owner, name, len);
+			ok_owner = owner;
+			continue;
+		}
+		if (e->kind == VALUE_JSONB && e->valuelen > bufsize)
+		{
+			bufsize = e->valuelen;
+			dshash_release_lock(singleton_registry, e);
+			pfree(buf);
+			buf = NULL;
+			continue;
+		}
+
+		kind = e->kind;
+		ival = e->ival;
+		if (kind == VALUE_JSONB)
+			memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
+		if (count_access)
+		{
+			pg_atomic_fetch_add_u64(&e->access_count, 1);
+			pg_atomic_write_u64(&e->last_access, (uint64) now);
+		}
+		dshash_release_lock(singleton_registry, e);
+
+		if (kind == VALUE_INT)
+		{
+			pfree(buf);
+			*value = jsonb_from_int64(ival);
+		}
+		else
+			*value = (Jsonb *) buf;
+		return READ_READY;
+	}
+}
+
+/* Is the entry initializing?  Sets *creator_pid if so; copies nothing. */
+bool
+registry_initializing(const char *name, int len, int *creator_pid)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+	bool		initializing;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	e = dshash_find(singleton_registry, &key, false);
+	if (e == NULL)
+		return false;
+	initializing = (e->state == ENTRY_INITIALIZING);
+	if (initializing)
+		*creator_pid = e->creator_pid;
+	dshash_release_lock(singleton_registry, e);
+	return initializing;
+}
+
+/* Read for singleton_get(name): counted, initializing reads as absent. */
+Jsonb *
+registry_read(const char *name, int len, bool count_access, bool *initializing)
+{
+	Jsonb	   *value = NULL;
+	ReadState	st;
+
+	st = read_entry(name, len, count_access, &value, NULL);
+	if (initializing)
+		*initializing = (st == READ_INITIALIZING);
+	return st == READ_READY ? value : NULL;
+}
+
+/*
+ * Store a value (set, or a factory's result) into a locked entry.  Returns
+ * the chunk that was replaced, for the caller to free after unlocking.
+ */
+static void
+fill_ready(RegistryEntry *e, dsa_pointer chunk, int typelen, uint8 kind,
+		   int64 ival, uint32 valuelen, bool private, TimestampTz now)
+{
+	e->key.name = chunk;
+	e->typelen = (uint8) typelen;
+	e->kind = kind;
+	e->ival = ival;
+	e->valuelen = valuelen;
+	e->private = private;
+	e->state = ENTRY_READY;
+	e->creator_pid = 0;
+	e->updated_at = now;
+	e->generation = next_generation();
+	pg_atomic_write_u64(&e->access_count, 0);
+	pg_atomic_write_u64(&e->last_access, 0);
+}
+
+/* Fields of a new entry that a fill does not set. */
+static void
+init_new_entry(RegistryEntry *e, int namelen, Oid owner, TimestampTz now)
+{
+	e->key.namelen = (uint32) namelen;	/* clears SINGLETON_KEY_LOCAL */
+	e->owner = owner;
+	e->created_at = now;
+	e->factory_us = -1;
+	pg_atomic_init_u64(&e->access_count, 0);
+	pg_atomic_init_u64(&e->last_access, 0);
+	pg_atomic_fetch_add_u32(&singleton_shared->entry_count, 1);
+	account_memory(REGISTRY_ENTRY_OVERHEAD);
+}
+
+/* Work out how a value is stored: inline integer or jsonb bytes. */
+static void
+classify_value(Jsonb *value, uint8 *kind, int64 *ival, uint32 *valuelen)
+{
+	bool		oor;
+
+	if (jsonb_as_int64(value, true, ival, &oor))
+	{
+		*kind = VALUE_INT;
+		*valuelen = 0;
+	}
+	else
+	{
+		*kind = VALUE_JSONB;
+		*ival = 0;
+		*valuelen = VARSIZE(value);
+	}
+}
+
+void
+check_value_size(Jsonb *value)
+{
+	if (VARSIZE(value) > (Size) singleton_max_value_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("singleton value is too large"),
+				 errdetail("The value is %u bytes; singleton.max_value_size is %d bytes.",
+						   (unsigned) VARSIZE(value), singleton_max_value_size)));
+}
+
+/*
+ * Create or replace an entry of the current database.  Returns true if the
+ * entry was initializing (so waiters must be woken).
+ */
+static bool
+store_value(const char *name, int len, Jsonb *value, const char *type,
+			bool private)
+{
+	SingletonKey key;
+	Oid			userid = GetUserId();
+	Oid			ok_owner = userid;
+	int			typelen = strlen(type);
+	uint8		kind;
+	int64		ival;
+	uint32		valuelen;
+	dsa_pointer chunk;
+	Size		chunk_size;
+
+	classify_value(value, &kind, &ival, &valuelen);
+	chunk = chunk_build(name, len, type, typelen, value, valuelen);
+	chunk_size = (Size) len + typelen + valuelen;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	for (;;)
+	{
+		RegistryEntry *e;
+		bool		found;
+		dsa_pointer old = InvalidDsaPointer;
+		Size		old_size = 0;
+		bool		was_initializing = false;
+		TimestampTz now = GetCurrentTimestamp();
+
+		e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size);
+		if (found)
+		{
+			if (e->owner != ok_owner)
+			{
+				Oid			owner = e->owner;
+
+				dshash_release_lock(singleton_registry, e);
+				PG_TRY();
+				{
+					require_privs_of(owner, name, len);
+				}
+				PG_CATCH();
+				{
+					chunk_free(chunk, chunk_size);
+					PG_RE_THROW();
+				}
+				PG_END_TRY();
+				ok_owner = owner;
+				continue;
+			}
+			old = e->key.name;
+			old_size = entry_chunk_size(e);
+			was_initializing = (e->state == ENTRY_INITIALIZING);
+		}
+		else
+			init_new_entry(e, len, userid, now);
+
+		fill_ready(e, chunk, typelen, kind, ival, valuelen, private, now);
+		dshash_release_lock(singleton_registry, e);
+
+		if (DsaPointerIsValid(old))
+			chunk_free(old, old_size);
+		return was_initializing;
+	}
+}
+
+Datum
+singleton_set(PG_FUNCTION_ARGS)
+{
+	text	   *name;
+	Jsonb	   *value;
+	char	   *type;
+	bool		private;
+	int			len;
+
+	singleton_attach();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("singleton name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("singleton value must not be null"),
+				 errhint("Use 'null'::jsonb to store a JSON null.")));
+	name = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(name);
+	singleton_check_name(VARDATA_ANY(name), len);
+	value = PG_GETARG_JSONB_P(1);
+	check_value_size(value);
+	if (PG_ARGISNULL(2))
+		type = pstrdup(jsonb_type_label(value));
+	else
+	{
+		type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		singleton_check_type(type, strlen(type));
+	}
+	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+
+	ratelimit_require("singleton_set");
+	COUNT(sets, 1);
+
+	if (store_value(VARDATA_ANY(name), len, value, type, private))
+		ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, VARDATA_ANY(name), len));
+	PG_RETURN_VOID();
+}
+
+Datum
+singleton_get(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	int			len = VARSIZE_ANY_EXHDR(name);
+	Jsonb	   *value;
+
+	singleton_attach();
+	singleton_check_name(VARDATA_ANY(name), len);
+	ratelimit_require("singleton_get");
+
+	COUNT(gets, 1);
+	value = registry_read(VARDATA_ANY(name), len, true, NULL);
+	if (value == NULL)
+	{
+		COUNT(misses, 1);
+		PG_RETURN_NULL();
+	}
+	COUNT(hits, 1);
+	PG_RETURN_JSONB_P(value);
+}
+
+Datum
+singleton_has(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	int			len = VARSIZE_ANY_EXHDR(name);
+	SingletonKey key;
+	RegistryEntry *e;
+	bool		result = false;
+
+	singleton_attach();
+	singleton_check_name(VARDATA_ANY(name), len);
+	if (!ratelimit_admit())
+		PG_RETURN_BOOL(false);
+
+	singleton_lookup_key(&key, MyDatabaseId, VARDATA_ANY(name), len);
+	e = dshash_find(singleton_registry, &key, false);
+	if (e != NULL)
+	{
+		result = (e->state == ENTRY_READY);
+		dshash_release_lock(singleton_registry, e);
+	}
+	PG_RETURN_BOOL(result);
+}
+
+Datum
+singleton_delete(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	const char *str = VARDATA_ANY(name);
+	int			len = VARSIZE_ANY_EXHDR(name);
+	SingletonKey key;
+	Oid			ok_owner = GetUserId();
+
+	singleton_attach();
+	singleton_check_name(str, len);
+	if (!ratelimit_admit())
+		PG_RETURN_BOOL(false);
+
+	singleton_lookup_key(&key, MyDatabaseId, str, len);
+	for (;;)
+	{
+		RegistryEntry *e = dshash_find(singleton_registry, &key, true);
+
+		if (e == NULL)
+			PG_RETURN_BOOL(false);
+		if (e->owner != ok_owner)
+		{
+			Oid			owner = e->owner;
+
+			dshash_release_lock(singleton_registry, e);
+			require_privs_of(owner, str, len);
+			ok_owner = owner;
+			continue;
+		}
+		if (e->state == ENTRY_INITIALIZING)
+		{
+			dshash_release_lock(singleton_registry, e);
+			error_initializing(str, len);
+		}
+		remove_locked_entry(e);
+		COUNT(deletes, 1);
+		PG_RETURN_BOOL(true);
+	}
+}
+
+/*
+ * Remember privilege answers per owner during one clear, so a registry with
+ * many entries of few owners does few catalog lookups.
+ */
+typedef struct OwnerVerdict
+{
+	Oid			owner;
+	bool		allowed;
+} OwnerVerdict;
+
+static bool
+may_write_cached(Oid owner, OwnerVerdict *cache, int *ncache)
+{
+	int			i;
+	bool		allowed;
+
+	for (i = 0; i < *ncache; i++)
+		if (cache[i].owner == owner)
+			return cache[i].allowed;
+	allowed = has_privs_of_role(GetUserId(), owner);
+	if (*ncache < 64)
+	{
+		cache[*ncache].owner = owner;
+		cache[*ncache].allowed = allowed;
+		(*ncache)++;
+	}
+	return allowed;
+}
+
+Datum
+singleton_clear(PG_FUNCTION_ARGS)
+{
+	EntrySnapshot *snap;
+	int			n;
+	int			i;
+	int64		removed = 0;
+	OwnerVerdict cache[64];
+	int			ncache = 0;
+
+	singleton_attach();
+	if (!ratelimit_admit())
+		PG_RETURN_INT64(0);
+
+	snap = registry_snapshot(MyDatabaseId, &n);
+	for (i = 0; i < n; i++)
+	{
+		SingletonKey key;
+		RegistryEntry *e;
+		int			len = strlen(snap[i].name);
+
+		if (snap[i].state != ENTRY_READY ||
+			!may_write_cached(snap[i].owner, cache, &ncache))
+			continue;
+
+		singleton_lookup_key(&key, MyDatabaseId, snap[i].name, len);
+		e = dshash_find(singleton_registry, &key, true);
+		if (e == NULL)
+			continue;
+		/* skip it if it changed hands or started initializing meanwhile */
+		if (e->state != ENTRY_READY || e->owner != snap[i].owner)
+		{
+			dshash_release_lock(singleton_registry, e);
+			continue;
+		}
+		remove_locked_entry(e);
+		removed++;
+	}
+	COUNT(deletes, removed);
+	pfree(snap);
+	PG_RETURN_INT64(removed);
+}
+
+static void
+error_not_integer(const char *name, int len)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("value of singleton \"%.*s\" is not an integer", len, name),
+			 errhint("singleton_incr works on entries holding a JSON integer.")));
+}
+
+static void
+error_out_of_range(const char *name, int len)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("value of singleton \"%.*s\" is out of range for type bigint",
+					len, name)));
+}
+
+Datum
+singleton_incr(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	int64		delta = PG_GETARG_INT64(1);
+	const char *str = VARDATA_ANY(name);
+	int			len = VARSIZE_ANY_EXHDR(name);
+	SingletonKey key;
+	Oid			userid = GetUserId();
+	Oid			ok_owner = userid;
+	dsa_pointer chunk = InvalidDsaPointer;
+	Size		chunk_size = (Size) len + strlen("counter");
+	Size		bufsize = READ_BUFFER_INITIAL;
+	char	   *buf = NULL;
+	int64		result = 0;
+
+	singleton_attach();
+	singleton_check_name(str, len);
+	ratelimit_require("singleton_incr");
+
+	singleton_lookup_key(&key, MyDatabaseId, str, len);
+	for (;;)
+	{
+		RegistryEntry *e;
+		bool		found;
+		uint64		gen;
+		int64		current;
+		bool		oor;
+
+		if (buf == NULL)
+			buf = palloc(bufsize);
+
+		e = dshash_find(singleton_registry, &key, true);
+		if (e == NULL)
+		{
+			if (!DsaPointerIsValid(chunk))
+			{
+				chunk = chunk_build(str, len, "counter", strlen("counter"), NULL, 0);
+				continue;
+			}
+			e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size);
+			if (found)
+			{
+				/* lost a race with another creator: add to theirs */
+				dshash_release_lock(singleton_registry, e);
+				continue;
+			}
+			init_new_entry(e, len, userid, GetCurrentTimestamp());
+			fill_ready(e, chunk, strlen("counter"), VALUE_INT, delta, 0, false,
+					   e->created_at);
+			dshash_release_lock(singleton_registry, e);
+			chunk = InvalidDsaPointer;
+			result = delta;
+			break;
+		}
+		if (e->owner != ok_owner)
+		{
+			Oid			owner = e->owner;
+
+			dshash_release_lock(singleton_registry, e);
+			require_privs_of(owner, str, len);
+			ok_owner = owner;
+			continue;
+		}
+		if (e->state == ENTRY_INITIALIZING)
+		{
+			dshash_release_lock(singleton_registry, e);
+			error_initializing(str, len);
+		}
+		if (e->kind == VALUE_INT)
+		{
+			if (pg_add_s64_overflow(e->ival, delta, &result))
+			{
+				dshash_release_lock(singleton_registry, e);
+				error_out_of_range(str, len);
+			}
+			e->ival = result;
+			e->updated_at = GetCurrentTimestamp();
+			e->generation = next_generation();
+			dshash_release_lock(singleton_registry, e);
+			break;
+		}
+
+		/*
+		 * A jsonb value: copy it out, check it is an integer without the
+		 * lock, then store the sum only if nobody wrote in between.
+		 */
+		if (e->valuelen > bufsize)
+		{
+			bufsize = e->valuelen;
+			dshash_release_lock(singleton_registry, e);
+			pfree(buf);
+			buf = NULL;
+			continue;
+		}
+		gen = e->generation;
+		memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
+		dshash_release_lock(singleton_registry, e);
+
+		if (!jsonb_as_int64((Jsonb *) buf, false, &current, &oor))
+		{
+			if (oor)
+				error_out_of_range(str, len);
+			error_not_integer(str, len);
+		}
+		if (pg_add_s64_overflow(current, delta, &result))
+			error_out_of_range(str, len);
+
+		e = dshash_find(singleton_registry, &key, true);
+		if (e == NULL)
+			continue;
+		if (e->generation == gen && e->kind == VALUE_JSONB)
+		{
+			/* the old jsonb bytes stay in the chunk until the next set */
+			e->kind = VALUE_INT;
+			e->ival = result;
+			e->updated_at = GetCurrentTimestamp();
+			e->generation = next_generation();
+			dshash_release_lock(singleton_registry, e);
+			break;
+		}
+		dshash_release_lock(singleton_registry, e);
+	}
+
+	if (DsaPointerIsValid(chunk))
+		chunk_free(chunk, chunk_size);
+	COUNT(incrs, 1);
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * Copy the metadata of every entry of one database.  The array is sized from
+ * the entry count before the scan; if entries were added meanwhile the scan
+ * stops, the array grows and the scan starts over, so nothing is allocated
+ * while a partition lock is held.
+ */
+EntrySnapshot *
+registry_snapshot(Oid dbid, int *count)
+{
+	Size		cap = pg_atomic_read_u32(&singleton_shared->entry_count) + 64;
+
+	for (;;)
+	{
+		EntrySnapshot *snap;
+		dshash_seq_status status;
+		RegistryEntry *e;
+		int			n = 0;
+		bool		overflow = false;
+
+		snap = palloc_extended(cap * sizeof(EntrySnapshot), MCXT_ALLOC_HUGE);
+		dshash_seq_init(&status, singleton_registry, false);
+		while ((e = dshash_seq_next(&status)) != NULL)
+		{
+			EntrySnapshot *s;
+			const char *chunk;
+			int			len;
+
+			if (e->key.dbid != dbid)
+				continue;
+			if (n >= cap)
+			{
+				overflow = true;
+				break;
+			}
+			s = &snap[n++];
+			chunk = entry_chunk(e);
+			len = e->key.namelen & ~SINGLETON_KEY_LOCAL;
+			memcpy(s->name, chunk, len);
+			s->name[len] = '\0';
+			memcpy(s->type, chunk + len, e->typelen);
+			s->type[e->typelen] = '\0';
+			s->owner = e->owner;
+			s->private = e->private;
+			s->state = e->state;
+			s->creator_pid = e->creator_pid;
+			s->size_bytes = REGISTRY_ENTRY_OVERHEAD + entry_chunk_size(e);
+			s->access_count = pg_atomic_read_u64(&e->access_count);
+			s->created_at = e->created_at;
+			s->updated_at = e->updated_at;
+			s->last_access = (TimestampTz) pg_atomic_read_u64(&e->last_access);
+			s->factory_us = e->factory_us;
+			s->generation = e->generation;
+		}
+		dshash_seq_term(&status);
+
+		if (!overflow)
+		{
+			*count = n;
+			return snap;
+		}
+		pfree(snap);
+		cap *= 2;
+	}
+}
+
+Datum
+singleton_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EntrySnapshot *snap;
+	int			n;
+	int			i;
+
+	singleton_attach();
+	InitMaterializedSRF(fcinfo, 0);
+
+	snap = registry_snapshot(MyDatabaseId, &n);
+	for (i = 0; i < n; i++)
+	{
+		EntrySnapshot *s = &snap[i];
+		Datum		values[12];
+		bool		nulls[12];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(s->name);
+		values[1] = CStringGetTextDatum(s->type);
+		values[2] = ObjectIdGetDatum(s->owner);
+		values[3] = BoolGetDatum(s->private);
+		values[4] = Int64GetDatum(s->size_bytes);
+		values[5] = Int64GetDatum((int64) s->access_count);
+		values[6] = TimestampTzGetDatum(s->created_at);
+		values[7] = TimestampTzGetDatum(s->updated_at);
+		values[8] = TimestampTzGetDatum(s->last_access);
+		nulls[8] = (s->last_access == 0);
+		values[9] = CStringGetTextDatum(s->state == ENTRY_READY ? "ready" : "initializing");
+		values[10] = Int32GetDatum(s->creator_pid);
+		nulls[10] = (s->state != ENTRY_INITIALIZING);
+		values[11] = Float8GetDatum(s->factory_us / 1000.0);
+		nulls[11] = (s->factory_us < 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * Factory support.  The first caller claims the name by publishing an
+ * initializing entry (owner and creator pid, no value); it later completes
+ * or abandons it, identified by the generation it was given.
+ */
+FactoryProbe
+registry_factory_probe(const char *name, int len, Jsonb **value,
+					   int *creator_pid, uint64 *generation)
+{
+	SingletonKey key;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	for (;;)
+	{
+		ReadState	st;
+		dsa_pointer chunk;
+		RegistryEntry *e;
+		bool		found;
+
+		st = read_entry(name, len, true, value, creator_pid);
+		if (st == READ_READY)
+			return PROBE_READY;
+		if (st == READ_INITIALIZING)
+			return PROBE_BUSY;
+
+		chunk = chunk_build(name, len, "", 0, NULL, 0);
+		e = find_or_insert(singleton_registry, &key, &found, chunk, len);
+		if (found)
+		{
+			bool		busy = (e->state == ENTRY_INITIALIZING);
+
+			*creator_pid = e->creator_pid;
+			dshash_release_lock(singleton_registry, e);
+			chunk_free(chunk, len);
+			if (busy)
+				return PROBE_BUSY;
+			continue;			/* became ready meanwhile: read it */
+		}
+		init_new_entry(e, len, GetUserId(), GetCurrentTimestamp());
+		e->key.name = chunk;
+		e->typelen = 0;
+		e->kind = VALUE_JSONB;
+		e->ival = 0;
+		e->valuelen = 0;
+		e->private = false;
+		e->state = ENTRY_INITIALIZING;
+		e->creator_pid = MyProcPid;
+		e->updated_at = e->created_at;
+		e->generation = next_generation();
+		*generation = e->generation;
+		dshash_release_lock(singleton_registry, e);
+		return PROBE_CLAIMED;
+	}
+}
+
+/*
+ * Store a factory's result into the entry this backend claimed.  Returns
+ * false, storing nothing, if the claim is gone (a singleton_set won).
+ */
+bool
+registry_factory_complete(const char *name, int len, uint64 generation,
+						  Jsonb *value, const char *type, bool private,
+						  int64 factory_us)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+	int			typelen = strlen(type);
+	uint8		kind;
+	int64		ival;
+	uint32		valuelen;
+	dsa_pointer chunk;
+	dsa_pointer old;
+	Size		old_size;
+
+	classify_value(value, &kind, &ival, &valuelen);
+	chunk = chunk_build(name, len, type, typelen, value, valuelen);
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	e = dshash_find(singleton_registry, &key, true);
+	if (e == NULL || e->state != ENTRY_INITIALIZING || e->generation != generation)
+	{
+		if (e != NULL)
+			dshash_release_lock(singleton_registry, e);
+		chunk_free(chunk, (Size) len + typelen + valuelen);
+		return false;
+	}
+	old = e->key.name;
+	old_size = entry_chunk_size(e);
+	fill_ready(e, chunk, typelen, kind, ival, valuelen, private,
+			   GetCurrentTimestamp());
+	e->factory_us = factory_us;
+	dshash_release_lock(singleton_registry, e);
+	chunk_free(old, old_size);
+	return true;
+}
+
+/* Remove this backend's initializing entry, if it is still there. */
+bool
+registry_factory_abandon(Oid dbid, const char *name, int len, uint64 generation)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+
+	singleton_lookup_key(&key, dbid, name, len);
+	e = dshash_find(singleton_registry, &key, true);
+	if (e == NULL)
+		return false;
+	if (e->state != ENTRY_INITIALIZING || e->generation != generation)
+	{
+		dshash_release_lock(singleton_registry, e);
+		return false;
+	}
+	remove_locked_entry(e);
+	return true;
+}
+
+/* Remove an initializing entry whose creator process no longer exists. */
+bool
+registry_remove_stale(const char *name, int len, int creator_pid)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	e = dshash_find(singleton_registry, &key, true);
+	if (e == NULL)
+		return false;
+	if (e->state != ENTRY_INITIALIZING || e->creator_pid != creator_pid)
+	{
+		dshash_release_lock(singleton_registry, e);
+		return false;
+	}
+	remove_locked_entry(e);
+	return true;
+}

@@ -1,0 +1,103 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.h
+ *		The registry's shared entry layout and its internal interface.
+ *
+ * An entry is a dshash item keyed by (database, name).  Its DSA chunk holds
+ * the name, then the type label, then the jsonb value; the key points at the
+ * chunk, so replacing a value swaps the chunk under the partition lock.
+ * Integer values that are used as counters are kept inline (VALUE_INT) so
+ * singleton_incr never allocates under the lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SINGLETON_REGISTRY_H
+#define SINGLETON_REGISTRY_H
+
+#include "singleton.h"
+
+#define ENTRY_READY			0
+#define ENTRY_INITIALIZING	1
+
+#define VALUE_JSONB			0
+#define VALUE_INT			1
+
+typedef struct RegistryEntry
+{
+	SingletonKey key;			/* key.name is the chunk: name, type, value */
+	Oid			owner;
+	uint8		state;			/* ENTRY_READY or ENTRY_INITIALIZING */
+	uint8		kind;			/* VALUE_JSONB or VALUE_INT */
+	uint8		typelen;
+	bool		private;
+	int32		creator_pid;	/* factory running, while initializing */
+	uint32		valuelen;		/* jsonb bytes in the chunk */
+	int64		ival;			/* the value, when kind is VALUE_INT */
+	TimestampTz created_at;
+	TimestampTz updated_at;
+	pg_atomic_uint64 access_count;
+	pg_atomic_uint64 last_access;	/* TimestampTz; 0 = never read */
+	uint64		generation;		/* changes on every write */
+	int64		factory_us;		/* factory duration, -1 if none ran */
+} RegistryEntry;
+
+typedef struct LimiterEntry
+{
+	SingletonKey key;			/* key.name is a chunk holding the key text */
+	int64		tat_ns;			/* GCRA theoretical arrival time */
+} LimiterEntry;
+
+/* Exact shared bytes one entry occupies: dshash item, entry, chunk. */
+#define REGISTRY_ENTRY_OVERHEAD \
+	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(RegistryEntry)))
+#define LIMITER_ENTRY_OVERHEAD \
+	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(LimiterEntry)))
+
+/* A copy of one entry's metadata, taken without allocating under locks. */
+typedef struct EntrySnapshot
+{
+	char		name[SINGLETON_NAME_MAX + 1];
+	char		type[SINGLETON_TYPE_MAX + 1];
+	Oid			owner;
+	bool		private;
+	uint8		state;
+	int32		creator_pid;
+	int64		size_bytes;
+	uint64		access_count;
+	TimestampTz created_at;
+	TimestampTz updated_at;
+	TimestampTz last_access;
+	int64		factory_us;
+	uint64		generation;
+} EntrySnapshot;
+
+extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
+extern void singleton_check_type(const char *type, int len);
+extern void account_memory(int64 delta);
+extern void check_value_size(Jsonb *value);
+extern const char *jsonb_type_label(Jsonb *jb);
+extern bool registry_initializing(const char *name, int len, int *creator_pid);
+extern void *singleton_find_or_insert(dshash_table *table, SingletonKey *key,
+									  bool *found, dsa_pointer chunk,
+									  Size chunk_size);
+
+/* Results of a factory probe. */
+typedef enum FactoryProbe
+{
+	PROBE_READY,				/* value returned */
+	PROBE_CLAIMED,				/* caller now owns an initializing entry */
+	PROBE_BUSY					/* another backend is initializing it */
+} FactoryProbe;
+
+extern FactoryProbe registry_factory_probe(const char *name, int len,
+										   Jsonb **value, int *creator_pid,
+										   uint64 *generation);
+extern bool registry_factory_complete(const char *name, int len,
+									  uint64 generation, Jsonb *value,
+									  const char *type, bool private,
+									  int64 factory_us);
+extern bool registry_factory_abandon(Oid dbid, const char *name, int len,
+									 uint64 generation);
+extern bool registry_remove_stale(const char *name, int len, int creator_pid);
+
+#endif							/* SINGLETON_REGISTRY_H */

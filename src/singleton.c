@@ -1,0 +1,380 @@
+/*-------------------------------------------------------------------------
+ *
+ * singleton.c
+ *		Module initialisation: GUCs, shared memory, lazy attachment.
+ *
+ * The fixed part of shared memory is requested in shmem_request_hook and
+ * initialised in shmem_startup_hook under AddinShmemInitLock.  The DSA area
+ * is created in place at the end of that fixed part, and both dshash tables
+ * are created there too while the area is limited to its in-place size, so
+ * the postmaster never creates a DSM segment.  Backends attach lazily on
+ * their first call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/backendid.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "singleton.h"
+#include "registry.h"
+
+PG_MODULE_MAGIC;
+
+/* Size of the DSA area's first segment, carved out of the fixed part. */
+#define SINGLETON_DSA_INPLACE_SIZE	(256 * 1024)
+
+int			singleton_memory_limit_mb = 64;
+int			singleton_max_value_size = 1024 * 1024;
+int			singleton_wait_timeout = 0;
+int			singleton_ops_per_second = 0;
+
+SingletonShared *singleton_shared = NULL;
+SingletonCounterSlot *singleton_slots = NULL;
+int64	   *singleton_rl_ring = NULL;
+static char *singleton_dsa_place = NULL;
+
+dsa_area   *singleton_area = NULL;
+dshash_table *singleton_registry = NULL;
+dshash_table *singleton_limiters = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+static const dshash_parameters registry_params = {
+	sizeof(SingletonKey),
+	sizeof(RegistryEntry),
+	singleton_key_compare,
+	singleton_key_hash,
+	0							/* tranche filled in at run time */
+};
+
+static const dshash_parameters limiter_params = {
+	sizeof(SingletonKey),
+	sizeof(LimiterEntry),
+	singleton_key_compare,
+	singleton_key_hash,
+	0
+};
+
+static int
+counter_slot_count(void)
+{
+	/* one slot per BackendId, plus one shared overflow slot */
+	return MaxBackends + 1;
+}
+
+static Size
+singleton_shmem_size(void)
+{
+	Size		size;
+
+	size = MAXALIGN(sizeof(SingletonShared));
+	size = add_size(size, mul_size(counter_slot_count(), sizeof(SingletonCounterSlot)));
+	size = add_size(size, MAXALIGN(mul_size(SINGLETON_RATE_LIMIT_MAX, sizeof(int64))));
+	size = add_size(size, SINGLETON_DSA_INPLACE_SIZE);
+	return size;
+}
+
+static void
+singleton_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(singleton_shmem_size());
+}
+
+static void
+singleton_shmem_startup(void)
+{
+	bool		found;
+	char	   *base;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	/* After a crash-restart the postmaster must forget the old segment. */
+	singleton_shared = NULL;
+	singleton_area = NULL;
+	singleton_registry = NULL;
+	singleton_limiters = NULL;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	base = ShmemInitStruct("singleton", singleton_shmem_size(), &found);
+	singleton_shared = (SingletonShared *) base;
+	base += MAXALIGN(sizeof(SingletonShared));
+	singleton_slots = (SingletonCounterSlot *) base;
+	base += counter_slot_count() * sizeof(SingletonCounterSlot);
+	singleton_rl_ring = (int64 *) base;
+	base += MAXALIGN(SINGLETON_RATE_LIMIT_MAX * sizeof(int64));
+	singleton_dsa_place = base;
+
+	if (!found)
+	{
+		SingletonShared *s = singleton_shared;
+		dsa_area   *area;
+		dshash_table *table;
+		dshash_parameters params;
+		int			i;
+
+		memset(s, 0, sizeof(SingletonShared));
+		s->memory_limit = (size_t) singleton_memory_limit_mb * 1024 * 1024;
+		s->nslots = counter_slot_count();
+		pg_atomic_init_u64(&s->memory_used, 0);
+		pg_atomic_init_u64(&s->generation, 0);
+		pg_atomic_init_u32(&s->entry_count, 0);
+		pg_atomic_init_u32(&s->limiter_keys, 0);
+		pg_atomic_init_u64(&s->limiter_last_sweep_ns, 0);
+		pg_atomic_init_u64(&s->rate_limited_count, 0);
+		SpinLockInit(&s->rl_mutex);
+		for (i = 0; i < SINGLETON_FACTORY_CVS; i++)
+			ConditionVariableInit(&s->factory_cv[i]);
+
+		memset(singleton_slots, 0, s->nslots * sizeof(SingletonCounterSlot));
+		for (i = 0; i < s->nslots; i++)
+		{
+			SingletonCounters *c = &singleton_slots[i].c;
+
+			pg_atomic_init_u64(&c->gets, 0);
+			pg_atomic_init_u64(&c->hits, 0);
+			pg_atomic_init_u64(&c->misses, 0);
+			pg_atomic_init_u64(&c->sets, 0);
+			pg_atomic_init_u64(&c->deletes, 0);
+			pg_atomic_init_u64(&c->incrs, 0);
+			pg_atomic_init_u64(&c->factory_runs, 0);
+			pg_atomic_init_u64(&c->factory_failures, 0);
+			pg_atomic_init_u64(&c->factory_waits, 0);
+			pg_atomic_init_u64(&c->factory_wait_us, 0);
+			pg_atomic_init_u64(&c->limiter_allowed, 0);
+			pg_atomic_init_u64(&c->limiter_refused, 0);
+			pg_atomic_init_u32(&c->pid, 0);
+			pg_atomic_init_u32(&c->waiting_for_pid, 0);
+		}
+
+		s->tranche_id = LWLockNewTrancheId();
+		LWLockRegisterTranche(s->tranche_id, "singleton");
+
+		area = dsa_create_in_place(singleton_dsa_place,
+								   SINGLETON_DSA_INPLACE_SIZE,
+								   s->tranche_id, NULL);
+		dsa_pin(area);
+		/* keep the tables' control data in the in-place segment */
+		dsa_set_size_limit(area, SINGLETON_DSA_INPLACE_SIZE);
+
+		params = registry_params;
+		params.tranche_id = s->tranche_id;
+		table = dshash_create(area, &params, area);
+		s->registry_handle = dshash_get_hash_table_handle(table);
+		dshash_detach(table);
+
+		params = limiter_params;
+		params.tranche_id = s->tranche_id;
+		table = dshash_create(area, &params, area);
+		s->limiter_handle = dshash_get_hash_table_handle(table);
+		dshash_detach(table);
+
+		dsa_set_size_limit(area, Max(s->memory_limit, SINGLETON_DSA_INPLACE_SIZE));
+		/* the postmaster never touches the area again */
+		dsa_detach(area);
+	}
+
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("singleton.memory_limit",
+							"Maximum shared memory for registry entries and rate limiter keys.",
+							NULL,
+							&singleton_memory_limit_mb,
+							64, 1, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.max_value_size",
+							"Maximum size of one registry value.",
+							NULL,
+							&singleton_max_value_size,
+							1024 * 1024, 16, MaxAllocSize,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.wait_timeout",
+							"Maximum time to wait for another session's factory; 0 waits without limit.",
+							NULL,
+							&singleton_wait_timeout,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.rate_limit",
+							"Registry operations admitted per second across the instance; 0 disables the limiter.",
+							NULL,
+							&singleton_ops_per_second,
+							0, 0, SINGLETON_RATE_LIMIT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("singleton");
+
+	/*
+	 * Without preloading there is no shared memory; every SQL function then
+	 * reports that through singleton_require_loaded().
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = singleton_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = singleton_shmem_startup;
+}
+
+void
+singleton_require_loaded(void)
+{
+	if (singleton_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("singleton must be loaded via shared_preload_libraries"),
+				 errhint("Add singleton to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Attach this backend to the DSA area and both tables, once.  The mappings
+ * live in TopMemoryContext and survive transaction ends.
+ */
+void
+singleton_attach(void)
+{
+	MemoryContext oldcxt;
+	dshash_parameters params;
+
+	if (likely(singleton_registry != NULL && singleton_limiters != NULL))
+		return;
+
+	singleton_require_loaded();
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	if (singleton_area == NULL)
+	{
+		LWLockRegisterTranche(singleton_shared->tranche_id, "singleton");
+		singleton_area = dsa_attach_in_place(singleton_dsa_place, NULL);
+		dsa_pin_mapping(singleton_area);
+		factory_init_backend();
+	}
+	if (singleton_registry == NULL)
+	{
+		params = registry_params;
+		params.tranche_id = singleton_shared->tranche_id;
+		singleton_registry = dshash_attach(singleton_area, &params,
+										   singleton_shared->registry_handle,
+										   singleton_area);
+	}
+	if (singleton_limiters == NULL)
+	{
+		params = limiter_params;
+		params.tranche_id = singleton_shared->tranche_id;
+		singleton_limiters = dshash_attach(singleton_area, &params,
+										   singleton_shared->limiter_handle,
+										   singleton_area);
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Forget the backend-local table handles after an error escaped from inside
+ * dshash (out of DSA memory while inserting).  Its local bookkeeping may
+ * still claim a partition lock; fresh handles start clean.  The old handles
+ * are small and this happens only when the registry is full.
+ */
+void
+singleton_reattach_tables(void)
+{
+	singleton_registry = NULL;
+	singleton_limiters = NULL;
+	singleton_attach();
+}
+
+SingletonCounters *
+singleton_my_counters(void)
+{
+	int			slot = MyBackendId;
+
+	/* BackendIds are 1..MaxBackends; the last slot catches anything else */
+	if (slot < 1 || slot >= singleton_shared->nslots)
+		slot = singleton_shared->nslots;
+	return &singleton_slots[slot - 1].c;
+}
+
+void
+singleton_error_full(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("singleton registry is full"),
+			 errdetail("The registry uses %llu bytes of its %zu-byte limit.",
+					   (unsigned long long) pg_atomic_read_u64(&singleton_shared->memory_used),
+					   singleton_shared->memory_limit),
+			 errhint("Delete entries, or raise singleton.memory_limit and restart the server.")));
+}
+
+uint64
+singleton_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64) ts.tv_sec * UINT64CONST(1000000000) + (uint64) ts.tv_nsec;
+}
+
+static inline const char *
+key_name(const SingletonKey *key, dsa_area *area)
+{
+	if (key->namelen & SINGLETON_KEY_LOCAL)
+		return (const char *) (uintptr_t) key->name;
+	return (const char *) dsa_get_address(area, key->name);
+}
+
+int
+singleton_key_compare(const void *a, const void *b, size_t size, void *arg)
+{
+	const SingletonKey *ka = (const SingletonKey *) a;
+	const SingletonKey *kb = (const SingletonKey *) b;
+	uint32		la = ka->namelen & ~SINGLETON_KEY_LOCAL;
+	uint32		lb = kb->namelen & ~SINGLETON_KEY_LOCAL;
+
+	if (ka->dbid != kb->dbid)
+		return ka->dbid < kb->dbid ? -1 : 1;
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(key_name(ka, arg), key_name(kb, arg), la);
+}
+
+dshash_hash
+singleton_key_hash(const void *v, size_t size, void *arg)
+{
+	const SingletonKey *k = (const SingletonKey *) v;
+	uint32		len = k->namelen & ~SINGLETON_KEY_LOCAL;
+
+	return hash_combine(murmurhash32(k->dbid),
+						hash_bytes((const unsigned char *) key_name(k, arg), len));
+}

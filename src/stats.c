@@ -1,0 +1,248 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *		singleton_stats() and singleton_health().
+ *
+ * Both build their jsonb from a snapshot (registry_snapshot) and from
+ * atomics, so no lock is held while the result is built.  Instance-wide
+ * counters are the sums of the per-backend counter slots.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "singleton.h"
+#include "registry.h"
+
+PG_FUNCTION_INFO_V1(singleton_stats);
+PG_FUNCTION_INFO_V1(singleton_health);
+
+/* Degraded once this share of singleton.memory_limit is in use. */
+#define HEALTH_DEGRADED_PCT 90.0
+
+static const char *const memory_note =
+"estimated_memory_bytes is exact, not an estimate: it is the shared memory "
+"the registry allocated for this database's entries (hash item, entry "
+"header, name, type label and value), as requested from the allocator. "
+"memory_used_bytes counts the same for every database and for rate limiter "
+"keys.";
+
+typedef struct CounterTotals
+{
+	uint64		gets;
+	uint64		hits;
+	uint64		misses;
+	uint64		sets;
+	uint64		deletes;
+	uint64		incrs;
+	uint64		factory_runs;
+	uint64		factory_failures;
+	uint64		factory_waits;
+	uint64		factory_wait_us;
+	uint64		limiter_allowed;
+	uint64		limiter_refused;
+} CounterTotals;
+
+static void
+sum_counters(CounterTotals *t)
+{
+	int			i;
+
+	memset(t, 0, sizeof(*t));
+	for (i = 0; i < singleton_shared->nslots; i++)
+	{
+		SingletonCounters *c = &singleton_slots[i].c;
+
+		t->gets += pg_atomic_read_u64(&c->gets);
+		t->hits += pg_atomic_read_u64(&c->hits);
+		t->misses += pg_atomic_read_u64(&c->misses);
+		t->sets += pg_atomic_read_u64(&c->sets);
+		t->deletes += pg_atomic_read_u64(&c->deletes);
+		t->incrs += pg_atomic_read_u64(&c->incrs);
+		t->factory_runs += pg_atomic_read_u64(&c->factory_runs);
+		t->factory_failures += pg_atomic_read_u64(&c->factory_failures);
+		t->factory_waits += pg_atomic_read_u64(&c->factory_waits);
+		t->factory_wait_us += pg_atomic_read_u64(&c->factory_wait_us);
+		t->limiter_allowed += pg_atomic_read_u64(&c->limiter_allowed);
+		t->limiter_refused += pg_atomic_read_u64(&c->limiter_refused);
+	}
+}
+
+static double
+epoch_seconds(TimestampTz ts)
+{
+	return (double) ts / USECS_PER_SEC +
+		(double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+static int
+snapshot_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const EntrySnapshot *) a)->name,
+				  ((const EntrySnapshot *) b)->name);
+}
+
+static void
+append_key(StringInfo buf, const char *key, bool *first)
+{
+	if (!*first)
+		appendStringInfoString(buf, ", ");
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+}
+
+static void
+append_u64(StringInfo buf, const char *key, uint64 v, bool *first)
+{
+	append_key(buf, key, first);
+	appendStringInfo(buf, UINT64_FORMAT, v);
+}
+
+static Datum
+finish_json(StringInfo buf)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
+}
+
+Datum
+singleton_stats(PG_FUNCTION_ARGS)
+{
+	EntrySnapshot *snap;
+	int			n;
+	int			i;
+	int64		bytes = 0;
+	CounterTotals t;
+	StringInfoData buf;
+	bool		first = true;
+	bool		inner;
+
+	singleton_attach();
+	snap = registry_snapshot(MyDatabaseId, &n);
+	qsort(snap, n, sizeof(EntrySnapshot), snapshot_name_cmp);
+	for (i = 0; i < n; i++)
+		bytes += snap[i].size_bytes;
+	sum_counters(&t);
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_u64(&buf, "total_singletons", n, &first);
+
+	append_key(&buf, "singleton_names", &first);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, snap[i].name);
+	}
+	appendStringInfoChar(&buf, ']');
+
+	append_key(&buf, "singleton_types", &first);
+	appendStringInfoChar(&buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+	{
+		append_key(&buf, snap[i].name, &inner);
+		if (snap[i].state == ENTRY_READY)
+			escape_json(&buf, snap[i].type);
+		else
+			appendStringInfoString(&buf, "null");
+	}
+	appendStringInfoChar(&buf, '}');
+
+	append_key(&buf, "creation_times", &first);
+	appendStringInfoChar(&buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+	{
+		append_key(&buf, snap[i].name, &inner);
+		appendStringInfo(&buf, "%.6f", epoch_seconds(snap[i].created_at));
+	}
+	appendStringInfoChar(&buf, '}');
+
+	append_key(&buf, "access_counts", &first);
+	appendStringInfoChar(&buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+		append_u64(&buf, snap[i].name, snap[i].access_count, &inner);
+	appendStringInfoChar(&buf, '}');
+
+	append_u64(&buf, "estimated_memory_bytes", bytes, &first);
+	append_key(&buf, "estimated_memory_kb", &first);
+	appendStringInfo(&buf, "%.2f", bytes / 1024.0);
+	append_key(&buf, "estimated_memory_mb", &first);
+	appendStringInfo(&buf, "%.4f", bytes / (1024.0 * 1024.0));
+	append_key(&buf, "memory_note", &first);
+	escape_json(&buf, memory_note);
+	append_u64(&buf, "rate_limited_count",
+			   pg_atomic_read_u64(&singleton_shared->rate_limited_count), &first);
+	append_key(&buf, "timestamp", &first);
+	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
+
+	append_u64(&buf, "gets", t.gets, &first);
+	append_u64(&buf, "hits", t.hits, &first);
+	append_u64(&buf, "misses", t.misses, &first);
+	append_u64(&buf, "sets", t.sets, &first);
+	append_u64(&buf, "deletes", t.deletes, &first);
+	append_u64(&buf, "incrs", t.incrs, &first);
+	append_u64(&buf, "memory_used_bytes",
+			   pg_atomic_read_u64(&singleton_shared->memory_used), &first);
+	append_u64(&buf, "memory_limit_bytes", singleton_shared->memory_limit, &first);
+
+	append_u64(&buf, "factory_runs", t.factory_runs, &first);
+	append_u64(&buf, "factory_failures", t.factory_failures, &first);
+	append_u64(&buf, "factory_waits", t.factory_waits, &first);
+	append_key(&buf, "factory_wait_ms", &first);
+	appendStringInfo(&buf, "%.3f", t.factory_wait_us / 1000.0);
+
+	append_key(&buf, "rate_limiter", &first);
+	appendStringInfoChar(&buf, '{');
+	inner = true;
+	append_u64(&buf, "keys", pg_atomic_read_u32(&singleton_shared->limiter_keys), &inner);
+	append_u64(&buf, "allowed", t.limiter_allowed, &inner);
+	append_u64(&buf, "refused", t.limiter_refused, &inner);
+	appendStringInfoChar(&buf, '}');
+
+	appendStringInfoChar(&buf, '}');
+	pfree(snap);
+	PG_RETURN_DATUM(finish_json(&buf));
+}
+
+Datum
+singleton_health(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	bool		first = true;
+	uint64		used;
+	size_t		limit;
+	double		pct;
+
+	singleton_attach();
+	used = pg_atomic_read_u64(&singleton_shared->memory_used);
+	limit = singleton_shared->memory_limit;
+	pct = limit > 0 ? 100.0 * (double) used / (double) limit : 0.0;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_key(&buf, "status", &first);
+	escape_json(&buf, pct >= HEALTH_DEGRADED_PCT ? "degraded" : "healthy");
+	append_key(&buf, "shared_memory", &first);
+	appendStringInfoString(&buf, singleton_area != NULL ? "true" : "false");
+	append_u64(&buf, "entries", pg_atomic_read_u32(&singleton_shared->entry_count), &first);
+	append_u64(&buf, "memory_used_bytes", used, &first);
+	append_u64(&buf, "memory_limit_bytes", limit, &first);
+	append_key(&buf, "memory_used_pct", &first);
+	appendStringInfo(&buf, "%.2f", pct);
+	append_key(&buf, "timestamp", &first);
+	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(finish_json(&buf));
+}
