@@ -12,7 +12,8 @@ DATA = singleton--1.0.sql
 PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
 
 # The tests start their own server with the library preloaded.
-REGRESS = registry errors security scoping
+# full runs last: filling the area leaves DSA superblocks behind
+REGRESS = registry errors security scoping factory ratelimit full
 REGRESS_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check
 ISOLATION =
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check_iso
@@ -21,3 +22,6 @@ TAP_TESTS = 1
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object depends on the shared-memory layout in the headers.
+$(OBJS): src/singleton.h src/registry.h

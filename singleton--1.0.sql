@@ -97,6 +97,8 @@ CREATE VIEW singleton_entries AS
     SELECT * FROM singleton_entries();
 COMMENT ON VIEW singleton_entries IS
 'entries of the current database, without their values';
+-- names, types and counts are visible to everyone in the database
+GRANT SELECT ON singleton_entries TO PUBLIC;
 
 CREATE FUNCTION singleton_stats()
 RETURNS jsonb

@@ -306,7 +306,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		{
 			chunk = dsa_allocate_extended(singleton_area, len, DSA_ALLOC_NO_OOM);
 			if (!DsaPointerIsValid(chunk))
-				singleton_error_full();
+				singleton_error_full(len);
 			memcpy(dsa_get_address(singleton_area, chunk), name, len);
 			account_memory(len);
 			continue;

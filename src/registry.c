@@ -51,7 +51,12 @@ account_memory(int64 delta)
 	if (delta >= 0)
 		pg_atomic_fetch_add_u64(&singleton_shared->memory_used, (uint64) delta);
 	else
+	{
 		pg_atomic_fetch_sub_u64(&singleton_shared->memory_used, (uint64) -delta);
+		/* freed memory makes room again */
+		if (pg_atomic_read_u32(&singleton_shared->full))
+			pg_atomic_write_u32(&singleton_shared->full, 0);
+	}
 }
 
 static inline uint64
@@ -200,7 +205,7 @@ chunk_build(const char *name, int namelen, const char *type, int typelen,
 
 	dp = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
 	if (!DsaPointerIsValid(dp))
-		singleton_error_full();
+		singleton_error_full(size);
 	account_memory((int64) size);
 	p = dsa_get_address(singleton_area, dp);
 	memcpy(p, name, namelen);
@@ -247,7 +252,8 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 		singleton_reattach_tables();
 		if (DsaPointerIsValid(chunk))
 			chunk_free(chunk, chunk_size);
-		singleton_error_full();
+		singleton_error_full(table == singleton_registry ?
+							 REGISTRY_ENTRY_OVERHEAD : LIMITER_ENTRY_OVERHEAD);
 	}
 	PG_END_TRY();
 	return entry;
@@ -996,6 +1002,12 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		if (st == READ_INITIALIZING)
 			return PROBE_BUSY;
 
+		/*
+		 * Once an allocation has failed, and until memory is freed, do not
+		 * claim: the factory would run only to find no room for its value.
+		 */
+		if (pg_atomic_read_u32(&singleton_shared->full))
+			singleton_error_full(len);
 		chunk = chunk_build(name, len, "", 0, NULL, 0);
 		e = find_or_insert(singleton_registry, &key, &found, chunk, len);
 		if (found)

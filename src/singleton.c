@@ -138,6 +138,7 @@ singleton_shmem_startup(void)
 		pg_atomic_init_u32(&s->entry_count, 0);
 		pg_atomic_init_u32(&s->limiter_keys, 0);
 		pg_atomic_init_u64(&s->limiter_last_sweep_ns, 0);
+		pg_atomic_init_u32(&s->full, 0);
 		pg_atomic_init_u64(&s->rate_limited_count, 0);
 		SpinLockInit(&s->rl_mutex);
 		for (i = 0; i < SINGLETON_FACTORY_CVS; i++)
@@ -326,12 +327,14 @@ singleton_my_counters(void)
 }
 
 void
-singleton_error_full(void)
+singleton_error_full(Size request)
 {
+	pg_atomic_write_u32(&singleton_shared->full, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("singleton registry is full"),
-			 errdetail("The registry uses %llu bytes of its %zu-byte limit.",
+			 errdetail("A request for %zu bytes could not be met; entries use %llu bytes of the %zu-byte limit.",
+					   request,
 					   (unsigned long long) pg_atomic_read_u64(&singleton_shared->memory_used),
 					   singleton_shared->memory_limit),
 			 errhint("Delete entries, or raise singleton.memory_limit and restart the server.")));

@@ -84,6 +84,7 @@ typedef struct SingletonShared
 	pg_atomic_uint32 entry_count;	/* registry entries, all databases */
 	pg_atomic_uint32 limiter_keys;	/* per-key limiter states */
 	pg_atomic_uint64 limiter_last_sweep_ns;
+	pg_atomic_uint32 full;		/* an allocation failed; cleared on free */
 
 	/* registry rate limiter: ring of the last rl_limit admission times */
 	slock_t		rl_mutex;
@@ -112,7 +113,7 @@ extern void singleton_require_loaded(void);
 extern void singleton_attach(void);
 extern void singleton_reattach_tables(void);
 extern SingletonCounters *singleton_my_counters(void);
-extern void singleton_error_full(void) pg_attribute_noreturn();
+extern void singleton_error_full(Size request) pg_attribute_noreturn();
 extern uint64 singleton_now_ns(void);
 
 #define COUNT(field, n) \

@@ -224,16 +224,20 @@ singleton_health(PG_FUNCTION_ARGS)
 	uint64		used;
 	size_t		limit;
 	double		pct;
+	bool		full;
 
 	singleton_attach();
 	used = pg_atomic_read_u64(&singleton_shared->memory_used);
 	limit = singleton_shared->memory_limit;
 	pct = limit > 0 ? 100.0 * (double) used / (double) limit : 0.0;
+	full = pg_atomic_read_u32(&singleton_shared->full) != 0;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	append_key(&buf, "status", &first);
-	escape_json(&buf, pct >= HEALTH_DEGRADED_PCT ? "degraded" : "healthy");
+	escape_json(&buf, (pct >= HEALTH_DEGRADED_PCT || full) ? "degraded" : "healthy");
+	append_key(&buf, "registry_full", &first);
+	appendStringInfoString(&buf, full ? "true" : "false");
 	append_key(&buf, "shared_memory", &first);
 	appendStringInfoString(&buf, singleton_area != NULL ? "true" : "false");
 	append_u64(&buf, "entries", pg_atomic_read_u32(&singleton_shared->entry_count), &first);
