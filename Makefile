@@ -15,7 +15,7 @@ PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
 # full runs last: filling the area leaves DSA superblocks behind
 REGRESS = registry errors security scoping factory ratelimit full
 REGRESS_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check
-ISOLATION =
+ISOLATION = set-delete factory-race factory-failure factory-terminate factory-waiter factory-recursion
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check_iso
 TAP_TESTS = 1
 
