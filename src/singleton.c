@@ -198,15 +198,6 @@ singleton_shmem_startup(void)
 void
 _PG_init(void)
 {
-	DefineCustomIntVariable("singleton.memory_limit",
-							"Maximum shared memory for registry entries and rate limiter keys.",
-							NULL,
-							&singleton_memory_limit_mb,
-							64, 1, 1024 * 1024,
-							PGC_POSTMASTER,
-							GUC_UNIT_MB,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("singleton.max_value_size",
 							"Maximum size of one registry value.",
 							NULL,
@@ -234,14 +225,27 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("singleton");
-
 	/*
 	 * Without preloading there is no shared memory; every SQL function then
-	 * reports that through singleton_require_loaded().
+	 * reports that through singleton_require_loaded().  A PGC_POSTMASTER
+	 * setting can only be defined while preloading.
 	 */
 	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("singleton");
 		return;
+	}
+
+	DefineCustomIntVariable("singleton.memory_limit",
+							"Maximum shared memory for registry entries and rate limiter keys.",
+							NULL,
+							&singleton_memory_limit_mb,
+							64, 1, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("singleton");
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = singleton_shmem_request;
