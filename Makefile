@@ -5,7 +5,9 @@ OBJS = \
 	src/registry.o \
 	src/factory.o \
 	src/ratelimit.o \
-	src/stats.o
+	src/stats.o \
+	src/worker.o \
+	src/jobs.o
 
 EXTENSION = singleton
 DATA = singleton--1.0.sql
@@ -13,10 +15,10 @@ PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
 
 # The tests start their own server with the library preloaded.
 # full runs last: filling the area leaves DSA superblocks behind
-REGRESS = registry errors security scoping factory ratelimit full
+REGRESS = registry errors security scoping factory ratelimit jobs full
 REGRESS_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check
 ISOLATION = set-delete factory-race factory-failure factory-terminate factory-waiter factory-recursion
-ISOLATION_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check_iso
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/isolation.conf --temp-instance=./tmp_check_iso
 TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
@@ -24,4 +26,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every object depends on the shared-memory layout in the headers.
-$(OBJS): src/singleton.h src/registry.h
+$(OBJS): src/singleton.h src/registry.h src/worker.h

@@ -139,3 +139,343 @@ COMMENT ON FUNCTION singleton_rate_limit(text, integer, integer, interval, integ
 REVOKE ALL ON FUNCTION singleton_clear() FROM PUBLIC;
 REVOKE ALL ON FUNCTION singleton_reset_all() FROM PUBLIC;
 REVOKE ALL ON FUNCTION singleton_reset() FROM PUBLIC;
+
+--
+-- Background jobs
+--
+-- Job definitions and run history live in tables (kept by pg_dump); one
+-- launcher per instance executes runs in singleton.database.  Row-level
+-- security lets each role see and manage only jobs whose owner it has the
+-- privileges of; column privileges keep the owner and the bookkeeping out
+-- of users' hands.  The functions below are SECURITY INVOKER: they act with
+-- the caller's rights.
+CREATE TABLE singleton_job (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (name <> ''),
+    command text NOT NULL CHECK (btrim(command) <> ''),
+    owner regrole NOT NULL DEFAULT current_user::regrole,
+    timeout interval CHECK (timeout > interval '0'),
+    max_attempts integer NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE singleton_job IS 'job definitions of the singleton job handler';
+
+CREATE TABLE singleton_job_run (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES singleton_job (id) ON DELETE CASCADE,
+    status text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')),
+    attempt integer NOT NULL DEFAULT 1,
+    queued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    worker_pid integer,
+    result text,
+    error text
+);
+COMMENT ON TABLE singleton_job_run IS 'runs of singleton jobs: queue and history';
+CREATE INDEX singleton_job_run_job_id ON singleton_job_run (job_id);
+CREATE INDEX singleton_job_run_active ON singleton_job_run (id)
+    WHERE status IN ('queued', 'running');
+CREATE INDEX singleton_job_run_finished ON singleton_job_run (finished_at)
+    WHERE finished_at IS NOT NULL;
+
+SELECT pg_catalog.pg_extension_config_dump('singleton_job', '');
+SELECT pg_catalog.pg_extension_config_dump('singleton_job_run', '');
+
+ALTER TABLE singleton_job ENABLE ROW LEVEL SECURITY;
+ALTER TABLE singleton_job_run ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY singleton_job_owner ON singleton_job
+    USING (pg_catalog.pg_has_role(owner::oid, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner::oid, 'USAGE'));
+-- a run is visible with its job; users may only queue runs and cancel them
+CREATE POLICY singleton_job_run_select ON singleton_job_run FOR SELECT
+    USING (EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id));
+CREATE POLICY singleton_job_run_insert ON singleton_job_run FOR INSERT
+    WITH CHECK (status = 'queued' AND attempt = 1
+                AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id AND j.enabled));
+CREATE POLICY singleton_job_run_cancel ON singleton_job_run FOR UPDATE
+    USING (status IN ('queued', 'running')
+           AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id))
+    WITH CHECK (status = 'cancelled');
+
+REVOKE ALL ON singleton_job, singleton_job_run FROM PUBLIC;
+GRANT SELECT, DELETE ON singleton_job TO PUBLIC;
+GRANT INSERT (name, command, timeout, max_attempts) ON singleton_job TO PUBLIC;
+GRANT UPDATE (command, timeout, max_attempts, enabled, updated_at) ON singleton_job TO PUBLIC;
+GRANT SELECT ON singleton_job_run TO PUBLIC;
+GRANT INSERT (job_id) ON singleton_job_run TO PUBLIC;
+GRANT UPDATE (status, finished_at) ON singleton_job_run TO PUBLIC;
+
+CREATE FUNCTION _singleton_job_database_check()
+RETURNS void
+AS 'MODULE_PATHNAME', 'singleton_job_database_check'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION _singleton_job_database_check() IS
+'internal: fail unless this is the database named by singleton.database';
+
+CREATE FUNCTION _singleton_worker_wake()
+RETURNS void
+AS 'MODULE_PATHNAME', 'singleton_worker_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION _singleton_worker_wake() IS
+'internal: wake the job launcher when the current transaction commits';
+
+CREATE FUNCTION _singleton_xid_is_current(xid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'singleton_xid_is_current'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _singleton_xid_is_current(xid) IS
+'internal: whether a row with this xmin was written by the current transaction';
+
+CREATE FUNCTION _singleton_job_check(command text, timeout interval, max_attempts integer)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF command IS NOT NULL AND btrim(command) = '' THEN
+        RAISE EXCEPTION 'job command must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF timeout IS NOT NULL AND timeout <= interval '0' THEN
+        RAISE EXCEPTION 'job timeout must be positive' USING ERRCODE = '22023',
+            DETAIL = format('The timeout given was %s.', timeout);
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts < 1 THEN
+        RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = '22023';
+    END IF;
+END $$;
+COMMENT ON FUNCTION _singleton_job_check(text, interval, integer) IS
+'internal: validate job settings';
+
+CREATE FUNCTION singleton_job_create(name text, command text, timeout interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT 1)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'job command must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF $4 IS NULL THEN
+        RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    PERFORM @extschema@._singleton_job_check($2, $3, $4);
+    -- runs connect as the owner, so the owner must be able to log in
+    IF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so jobs cannot run as it', current_user
+            USING ERRCODE = '42501',
+                  HINT = 'Create the job as a role with LOGIN, or grant it LOGIN.';
+    END IF;
+    BEGIN
+        INSERT INTO @extschema@.singleton_job (name, command, timeout, max_attempts)
+        VALUES ($1, $2, $3, $4)
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'job "%" already exists', $1 USING ERRCODE = '42710';
+    END;
+    RETURN new_id;
+END $$;
+COMMENT ON FUNCTION singleton_job_create(text, text, interval, integer) IS
+'create a job owned by the current role; returns its id';
+
+CREATE FUNCTION singleton_job_get(job bigint)
+RETURNS singleton_job
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.singleton_job;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    SELECT * INTO j FROM @extschema@.singleton_job WHERE id = $1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    RETURN j;
+END $$;
+COMMENT ON FUNCTION singleton_job_get(bigint) IS 'a job by id';
+
+CREATE FUNCTION singleton_job_get(name text)
+RETURNS singleton_job
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.singleton_job;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    SELECT * INTO j FROM @extschema@.singleton_job WHERE singleton_job.name = $1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    RETURN j;
+END $$;
+COMMENT ON FUNCTION singleton_job_get(text) IS 'a job by name';
+
+CREATE FUNCTION singleton_job_update(job bigint, command text DEFAULT NULL,
+                                     timeout interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT NULL,
+                                     enabled boolean DEFAULT NULL)
+RETURNS singleton_job
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.singleton_job;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
+    END IF;
+    PERFORM @extschema@._singleton_job_check($2, $3, $4);
+    UPDATE @extschema@.singleton_job AS s
+       SET command = coalesce($2, s.command),
+           timeout = coalesce($3, s.timeout),
+           max_attempts = coalesce($4, s.max_attempts),
+           enabled = coalesce($5, s.enabled),
+           updated_at = now()
+     WHERE s.id = $1
+    RETURNING s.* INTO j;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    RETURN j;
+END $$;
+COMMENT ON FUNCTION singleton_job_update(bigint, text, interval, integer, boolean) IS
+'change a job; NULL arguments leave a setting as it is';
+
+CREATE FUNCTION singleton_job_stop(run bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r @extschema@.singleton_job_run;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    SELECT * INTO r FROM @extschema@.singleton_job_run WHERE id = $1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job run % does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    UPDATE @extschema@.singleton_job_run
+       SET status = 'cancelled', finished_at = clock_timestamp()
+     WHERE id = $1 AND status IN ('queued', 'running')
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RETURN false;           -- already finished
+    END IF;
+    -- a running command is cancelled; its worker then rolls it back
+    IF r.worker_pid IS NOT NULL THEN
+        PERFORM pg_cancel_backend(r.worker_pid);
+    END IF;
+    RETURN true;
+END $$;
+COMMENT ON FUNCTION singleton_job_stop(bigint) IS
+'cancel a queued or running run; false if it had already finished';
+
+CREATE FUNCTION singleton_job_delete(job bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run_id bigint;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.singleton_job WHERE id = $1) THEN
+        RETURN false;
+    END IF;
+    FOR run_id IN SELECT id FROM @extschema@.singleton_job_run
+                  WHERE job_id = $1 AND status IN ('queued', 'running') LOOP
+        PERFORM @extschema@.singleton_job_stop(run_id);
+    END LOOP;
+    DELETE FROM @extschema@.singleton_job WHERE id = $1;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION singleton_job_delete(bigint) IS
+'stop a job''s active runs and delete it with its history; false if it did not exist';
+
+CREATE FUNCTION singleton_job_execute(job bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.singleton_job;
+    run_id bigint;
+BEGIN
+    j := @extschema@.singleton_job_get($1);
+    IF NOT j.enabled THEN
+        RAISE EXCEPTION 'job "%" is disabled', j.name USING ERRCODE = '55000',
+            HINT = 'Enable it with singleton_job_update(job, enabled => true).';
+    END IF;
+    INSERT INTO @extschema@.singleton_job_run (job_id) VALUES ($1) RETURNING id INTO run_id;
+    PERFORM @extschema@._singleton_worker_wake();
+    RETURN run_id;
+END $$;
+COMMENT ON FUNCTION singleton_job_execute(bigint) IS
+'queue a run of a job and return its id at once';
+
+CREATE FUNCTION singleton_job_status(run bigint)
+RETURNS singleton_job_run
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r @extschema@.singleton_job_run;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    SELECT * INTO r FROM @extschema@.singleton_job_run WHERE id = $1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job run % does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    RETURN r;
+END $$;
+COMMENT ON FUNCTION singleton_job_status(bigint) IS 'a run and its outcome so far';
+
+CREATE FUNCTION singleton_job_wait(run bigint, timeout interval DEFAULT NULL)
+RETURNS singleton_job_run
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r @extschema@.singleton_job_run;
+    deadline timestamptz;
+BEGIN
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'run must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF $2 IS NOT NULL AND $2 < interval '0' THEN
+        RAISE EXCEPTION 'wait timeout must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- a run queued by this very transaction cannot start before it commits
+    IF EXISTS (SELECT 1 FROM @extschema@.singleton_job_run
+               WHERE id = $1 AND status = 'queued'
+                 AND @extschema@._singleton_xid_is_current(xmin)) THEN
+        RAISE EXCEPTION 'job run % was queued by this transaction, so it cannot start before the transaction commits', $1
+            USING ERRCODE = '55000',
+                  HINT = 'Commit the transaction that called singleton_job_execute, then wait for the run.';
+    END IF;
+    deadline := clock_timestamp() + $2;
+    LOOP
+        -- each statement takes a new snapshot, so the worker's progress shows
+        r := @extschema@.singleton_job_status($1);
+        EXIT WHEN r.status NOT IN ('queued', 'running');
+        EXIT WHEN deadline IS NOT NULL AND clock_timestamp() >= deadline;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+    RETURN r;
+END $$;
+COMMENT ON FUNCTION singleton_job_wait(bigint, interval) IS
+'wait until a run has finished or the timeout passes, and return it';

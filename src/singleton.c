@@ -28,6 +28,7 @@
 
 #include "singleton.h"
 #include "registry.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -85,6 +86,7 @@ singleton_shmem_size(void)
 	size = add_size(size, mul_size(counter_slot_count(), sizeof(SingletonCounterSlot)));
 	size = add_size(size, MAXALIGN(mul_size(SINGLETON_RATE_LIMIT_MAX, sizeof(int64))));
 	size = add_size(size, SINGLETON_DSA_INPLACE_SIZE);
+	size = add_size(size, worker_shmem_size());
 	return size;
 }
 
@@ -192,6 +194,7 @@ singleton_shmem_startup(void)
 		dsa_detach(area);
 	}
 
+	worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -216,6 +219,15 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("singleton.job_history",
+							"Finished job runs older than this are pruned; 0 keeps everything.",
+							NULL,
+							&singleton_job_history,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("singleton.rate_limit",
 							"Registry operations admitted per second across the instance; 0 disables the limiter.",
 							NULL,
@@ -236,6 +248,24 @@ _PG_init(void)
 		return;
 	}
 
+	DefineCustomStringVariable("singleton.database",
+							   "Database the job worker connects to and where the job tables live.",
+							   NULL,
+							   &singleton_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.max_workers",
+							"How many job runs execute at once.",
+							NULL,
+							&singleton_max_workers,
+							4, 1, 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("singleton.memory_limit",
 							"Maximum shared memory for registry entries and rate limiter keys.",
 							NULL,
@@ -246,6 +276,9 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("singleton");
+
+	if (!IsBinaryUpgrade)
+		worker_register_launcher();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = singleton_shmem_request;

@@ -20,6 +20,7 @@
 
 #include "singleton.h"
 #include "registry.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(singleton_stats);
 PG_FUNCTION_INFO_V1(singleton_health);
@@ -211,6 +212,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_u64(&buf, "refused", t.limiter_refused, &inner);
 	appendStringInfoChar(&buf, '}');
 
+	jobs_append_stats(&buf);
 	appendStringInfoChar(&buf, '}');
 	pfree(snap);
 	PG_RETURN_DATUM(finish_json(&buf));
@@ -247,6 +249,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf, "%.2f", pct);
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
+	jobs_append_health(&buf);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(finish_json(&buf));
 }

@@ -1,0 +1,2 @@
+-- one hot key read by every client
+SELECT singleton_get('k1');

@@ -1,0 +1,3 @@
+-- reads spread over 10,000 keys
+\set k random(1, 10000)
+SELECT singleton_get('k' || :k);

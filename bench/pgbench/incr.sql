@@ -1,0 +1,2 @@
+-- one counter shared by every client
+SELECT singleton_incr('counter');

@@ -1,0 +1,2 @@
+-- floor: one round trip doing nothing
+SELECT 1;

@@ -1,0 +1,683 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The job launcher (execution handler) and the per-run workers.
+ *
+ * One launcher per instance connects to singleton.database once recovery
+ * has finished (so never on a hot standby).  In a loop it reaps finished
+ * run workers, marks runs that are "running" without a live worker as
+ * failed (after a restart or crash) and queues their retries, starts one
+ * dynamic worker per queued run in FIFO order up to singleton.max_workers,
+ * and prunes old history.  Sessions wake it through its latch when they
+ * queue a run (at commit); otherwise it looks once a second.
+ *
+ * A run worker connects as the job's owner, so the command runs with the
+ * owner's identity and privileges, with the job's timeout as
+ * statement_timeout.  Success is recorded in the same transaction as the
+ * command, and only while the run is still "running": a run stopped
+ * meanwhile is rolled back and stays "cancelled".  Failures are recorded in
+ * a new transaction.  Bookkeeping statements run as the bootstrap superuser
+ * (row-level security on the tables stops owners from writing them).
+ *
+ * Shared state: a slot per concurrent run (run id, worker pid) and the
+ * launcher's pid and latch, protected by a spinlock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "singleton.h"
+#include "worker.h"
+
+PGDLLEXPORT void singleton_launcher_main(Datum main_arg);
+PGDLLEXPORT void singleton_run_main(Datum main_arg);
+
+char	   *singleton_database = NULL;
+int			singleton_max_workers = 4;
+int			singleton_job_history = 7 * 24 * 3600;
+
+SingletonWorkerShared *singleton_worker = NULL;
+
+/* How often the launcher looks without being woken, and prunes history. */
+#define LAUNCHER_NAPTIME_MS		1000
+#define PRUNE_INTERVAL_MS		10000
+
+/* What a run worker is told by the launcher. */
+typedef struct RunArgs
+{
+	Oid			dboid;
+	Oid			owner;
+	int64		run_id;
+	int			slot;
+} RunArgs;
+
+/*
+ * statement_timeout is armed by postgres.c for client queries only; a run
+ * worker arms the same timer around its command, so the cancel reads
+ * "canceling statement due to statement timeout" as usual.
+ */
+static void
+arm_statement_timeout(int64 ms)
+{
+	enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(ms, (int64) INT_MAX));
+}
+
+static void
+disarm_statement_timeout(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+/* Launcher-local handles of the run workers it started, by slot. */
+static BackgroundWorkerHandle **run_handles = NULL;
+
+Size
+worker_shmem_size(void)
+{
+	return add_size(offsetof(SingletonWorkerShared, slots),
+					mul_size(singleton_max_workers, sizeof(RunSlot)));
+}
+
+void
+worker_shmem_init(void)
+{
+	bool		found;
+
+	singleton_worker = ShmemInitStruct("singleton worker", worker_shmem_size(), &found);
+	if (!found)
+	{
+		memset(singleton_worker, 0, worker_shmem_size());
+		SpinLockInit(&singleton_worker->mutex);
+		singleton_worker->nslots = singleton_max_workers;
+	}
+}
+
+void
+worker_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* never on a hot standby: starts once recovery has finished */
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton job launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton job launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Set the launcher's latch, if it runs. */
+void
+worker_wake_launcher(void)
+{
+	Latch	   *latch = NULL;
+
+	if (singleton_worker == NULL)
+		return;
+	SpinLockAcquire(&singleton_worker->mutex);
+	if (singleton_worker->launcher_pid != 0)
+		latch = singleton_worker->launcher_latch;
+	SpinLockRelease(&singleton_worker->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Mark a run finished with the given status and error, if it is still
+ * running, and queue its next attempt when it failed or timed out and
+ * attempts remain.  One statement, so a crash cannot split it.  Caller has a
+ * transaction, SPI and a snapshot, and runs as a superuser.
+ */
+static void
+finish_run(const char *schema, int64 run_id, const char *status,
+		   const char *error, const char *result)
+{
+	char	   *sql;
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	sql = psprintf("WITH f AS ("
+				   " UPDATE %s.singleton_job_run SET status = $2, finished_at = clock_timestamp(),"
+				   "        error = $3, result = $4"
+				   " WHERE id = $1 AND status = 'running'"
+				   " RETURNING job_id, attempt)"
+				   " INSERT INTO %s.singleton_job_run (job_id, attempt)"
+				   " SELECT f.job_id, f.attempt + 1 FROM f JOIN %s.singleton_job j ON j.id = f.job_id"
+				   " WHERE $2 IN ('failed', 'timed_out') AND f.attempt < j.max_attempts",
+				   schema, schema, schema);
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(status);
+	if (error)
+		values[2] = CStringGetTextDatum(error);
+	else
+		nulls[2] = 'n';
+	if (result)
+		values[3] = CStringGetTextDatum(result);
+	else
+		nulls[3] = 'n';
+	if (SPI_execute_with_args(sql, 4, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the end of run " INT64_FORMAT, run_id);
+}
+
+static void
+begin_tx(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static bool
+slot_has_run(int64 run_id)
+{
+	int			i;
+	bool		found = false;
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	for (i = 0; i < singleton_worker->nslots; i++)
+		if (singleton_worker->slots[i].run_id == run_id)
+			found = true;
+	SpinLockRelease(&singleton_worker->mutex);
+	return found;
+}
+
+/*
+ * Free the slots of run workers that have exited.  A run still marked
+ * running after its worker exited (it died, or could not even connect) is
+ * failed here.
+ */
+static void
+reap_workers(const char *schema)
+{
+	int			i;
+
+	for (i = 0; i < singleton_worker->nslots; i++)
+	{
+		RunSlot    *slot = &singleton_worker->slots[i];
+		int64		run_id;
+		int			pid;
+		bool		gone;
+
+		SpinLockAcquire(&singleton_worker->mutex);
+		run_id = slot->run_id;
+		pid = slot->pid;
+		SpinLockRelease(&singleton_worker->mutex);
+		if (run_id == 0)
+			continue;
+
+		if (run_handles[i] != NULL)
+		{
+			pid_t		hpid;
+
+			gone = (GetBackgroundWorkerPid(run_handles[i], &hpid) == BGWH_STOPPED);
+		}
+		else
+			gone = (pid == 0 || BackendPidGetProc(pid) == NULL);
+		if (!gone)
+			continue;
+
+		begin_tx("singleton: reaping a job worker");
+		finish_run(schema, run_id, "failed",
+				   "the job worker exited without recording a result", NULL);
+		end_tx();
+
+		SpinLockAcquire(&singleton_worker->mutex);
+		slot->run_id = 0;
+		slot->pid = 0;
+		SpinLockRelease(&singleton_worker->mutex);
+		if (run_handles[i] != NULL)
+		{
+			pfree(run_handles[i]);
+			run_handles[i] = NULL;
+		}
+	}
+}
+
+/*
+ * Runs marked running that no slot knows of were cut off by a restart or
+ * crash: fail them (and queue retries).
+ */
+static void
+fail_orphans(const char *schema)
+{
+	char	   *sql;
+	uint64		i;
+	int64	   *orphans;
+	uint64		n;
+
+	begin_tx("singleton: checking for interrupted runs");
+	sql = psprintf("SELECT id FROM %s.singleton_job_run WHERE status = 'running'", schema);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list running jobs");
+	n = SPI_processed;
+	orphans = palloc(sizeof(int64) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		orphans[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (slot_has_run(orphans[i]))
+			continue;
+		finish_run(schema, orphans[i], "failed",
+				   "the run was interrupted: the server restarted or its worker was lost", NULL);
+		elog(LOG, "singleton: run " INT64_FORMAT " was interrupted and is marked failed",
+			 orphans[i]);
+	}
+	end_tx();
+}
+
+static int
+free_slot(void)
+{
+	int			i;
+	int			found = -1;
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	for (i = 0; i < singleton_worker->nslots && found < 0; i++)
+		if (singleton_worker->slots[i].run_id == 0)
+			found = i;
+	SpinLockRelease(&singleton_worker->mutex);
+	return found;
+}
+
+/* Start workers for queued runs, oldest first, while slots are free. */
+static void
+dispatch(const char *schema)
+{
+	for (;;)
+	{
+		int			slot = free_slot();
+		char	   *sql;
+		int64		run_id;
+		Oid			owner;
+		bool		isnull;
+		BackgroundWorker bgw;
+		RunArgs		args;
+
+		if (slot < 0)
+			return;
+
+		begin_tx("singleton: dispatching a run");
+		sql = psprintf("UPDATE %s.singleton_job_run r SET status = 'running', started_at = clock_timestamp()"
+					   " WHERE r.id = (SELECT q.id FROM %s.singleton_job_run q"
+					   "               JOIN %s.singleton_job j ON j.id = q.job_id"
+					   "               WHERE q.status = 'queued' AND j.enabled"
+					   "               ORDER BY q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
+					   " RETURNING r.id, (SELECT owner::oid FROM %s.singleton_job WHERE id = r.job_id)",
+					   schema, schema, schema, schema);
+		if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not claim a queued run");
+		if (SPI_processed == 0)
+		{
+			end_tx();
+			return;
+		}
+		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+		/* the slot is taken before the claim commits, so no check sees an orphan */
+		SpinLockAcquire(&singleton_worker->mutex);
+		singleton_worker->slots[slot].run_id = run_id;
+		singleton_worker->slots[slot].pid = 0;
+		SpinLockRelease(&singleton_worker->mutex);
+		end_tx();
+
+		memset(&bgw, 0, sizeof(bgw));
+		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		bgw.bgw_restart_time = BGW_NEVER_RESTART;
+		bgw.bgw_notify_pid = MyProcPid;
+		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_run_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton job run " INT64_FORMAT, run_id);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton job run");
+		args.dboid = MyDatabaseId;
+		args.owner = owner;
+		args.run_id = run_id;
+		args.slot = slot;
+		memcpy(bgw.bgw_extra, &args, sizeof(args));
+
+		if (!RegisterDynamicBackgroundWorker(&bgw, &run_handles[slot]))
+		{
+			/* no background worker slot free: put the run back */
+			begin_tx("singleton: requeueing a run");
+			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'queued', started_at = NULL"
+						   " WHERE id = " INT64_FORMAT, schema, run_id);
+			SPI_execute(sql, false, 0);
+			end_tx();
+			SpinLockAcquire(&singleton_worker->mutex);
+			singleton_worker->slots[slot].run_id = 0;
+			SpinLockRelease(&singleton_worker->mutex);
+			run_handles[slot] = NULL;
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start a singleton job worker"),
+					 errhint("Raise max_worker_processes above singleton.max_workers plus one.")));
+			return;
+		}
+	}
+}
+
+static void
+prune_history(const char *schema)
+{
+	char	   *sql;
+
+	if (singleton_job_history <= 0)
+		return;
+	begin_tx("singleton: pruning job history");
+	sql = psprintf("DELETE FROM %s.singleton_job_run"
+				   " WHERE status IN ('succeeded', 'failed', 'cancelled', 'timed_out')"
+				   " AND finished_at < clock_timestamp() - make_interval(secs => %d)",
+				   schema, singleton_job_history);
+	SPI_execute(sql, false, 0);
+	end_tx();
+}
+
+static void
+launcher_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&singleton_worker->mutex);
+	singleton_worker->launcher_pid = 0;
+	singleton_worker->launcher_latch = NULL;
+	SpinLockRelease(&singleton_worker->mutex);
+}
+
+void
+singleton_launcher_main(Datum main_arg)
+{
+	bool		orphans_checked = false;
+	TimestampTz last_prune = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	singleton_worker->launcher_pid = MyProcPid;
+	singleton_worker->launcher_latch = MyLatch;
+	SpinLockRelease(&singleton_worker->mutex);
+	before_shmem_exit(launcher_exit, (Datum) 0);
+
+	run_handles = MemoryContextAllocZero(TopMemoryContext,
+										 sizeof(BackgroundWorkerHandle *) * singleton_worker->nslots);
+
+	BackgroundWorkerInitializeConnection(singleton_database, NULL, 0);
+	pgstat_report_appname("singleton job launcher");
+
+	for (;;)
+	{
+		char	   *volatile schema = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * An error in one cycle (say, the extension being dropped under us)
+		 * is logged and the next cycle starts afresh; the launcher stays up.
+		 */
+		PG_TRY();
+		{
+			StartTransactionCommand();
+			schema = singleton_extension_schema();
+			if (schema)
+				schema = MemoryContextStrdup(TopMemoryContext, schema);
+			CommitTransactionCommand();
+
+			if (schema != NULL)
+			{
+				reap_workers(schema);
+				if (!orphans_checked)
+				{
+					fail_orphans(schema);
+					orphans_checked = true;
+				}
+				dispatch(schema);
+				if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
+				{
+					prune_history(schema);
+					last_prune = GetCurrentTimestamp();
+				}
+				pfree(schema);
+			}
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+			/* the abort also releases SPI and snapshots */
+			AbortOutOfAnyTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+static void
+run_exit(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	if (singleton_worker->slots[slot].pid == MyProcPid)
+		singleton_worker->slots[slot].pid = 0;
+	SpinLockRelease(&singleton_worker->mutex);
+}
+
+/* Command tag of what SPI_execute ran last, for the run's result. */
+static char *
+result_tag(int ret, uint64 processed)
+{
+	const char *tag;
+
+	switch (ret)
+	{
+		case SPI_OK_SELECT:
+		case SPI_OK_SELINTO:
+			tag = "SELECT";
+			break;
+		case SPI_OK_INSERT:
+		case SPI_OK_INSERT_RETURNING:
+			return psprintf("INSERT 0 " UINT64_FORMAT, processed);
+		case SPI_OK_UPDATE:
+		case SPI_OK_UPDATE_RETURNING:
+			tag = "UPDATE";
+			break;
+		case SPI_OK_DELETE:
+		case SPI_OK_DELETE_RETURNING:
+			tag = "DELETE";
+			break;
+		case SPI_OK_MERGE:
+			tag = "MERGE";
+			break;
+		default:
+			return pstrdup("OK");
+	}
+	return psprintf("%s " UINT64_FORMAT, tag, processed);
+}
+
+void
+singleton_run_main(Datum main_arg)
+{
+	RunArgs		args;
+	char	   *schema;
+	char	   *command = NULL;
+	int64		timeout_ms = 0;
+	Oid			save_userid;
+	int			save_sec_context;
+	instr_time	start;
+	MemoryContext runcxt;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	singleton_worker->slots[args.slot].pid = MyProcPid;
+	SpinLockRelease(&singleton_worker->mutex);
+	before_shmem_exit(run_exit, Int32GetDatum(args.slot));
+
+	/* the command runs in the owner's identity: connect as the owner */
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, args.owner, 0);
+	pgstat_report_appname("singleton job run");
+	runcxt = AllocSetContextCreate(TopMemoryContext, "singleton run", ALLOCSET_DEFAULT_SIZES);
+
+	/* read the job; the tables are protected from the owner, so as superuser */
+	begin_tx("singleton: starting a run");
+	schema = MemoryContextStrdup(runcxt, singleton_extension_schema());
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	{
+		char	   *sql;
+		Oid			types[2] = {INT8OID, INT4OID};
+		Datum		values[2];
+
+		values[0] = Int64GetDatum(args.run_id);
+		values[1] = Int32GetDatum(MyProcPid);
+		sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2"
+					   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id AND r.status = 'running'"
+					   " RETURNING j.command, (extract(epoch FROM j.timeout) * 1000)::int8",
+					   schema, schema);
+		if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) == SPI_OK_UPDATE_RETURNING &&
+			SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		t;
+
+			command = MemoryContextStrdup(runcxt,
+										  TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+																			SPI_tuptable->tupdesc, 1, &isnull)));
+			t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			timeout_ms = isnull ? 0 : DatumGetInt64(t);
+		}
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	end_tx();
+
+	if (command == NULL)
+		proc_exit(0);			/* stopped before it started */
+
+	INSTR_TIME_SET_CURRENT(start);
+	PG_TRY();
+	{
+		int			ret;
+		char	   *result;
+
+		begin_tx(command);
+		if (timeout_ms > 0)
+			arm_statement_timeout(timeout_ms);
+		ret = SPI_execute(command, false, 0);
+		result = result_tag(ret, SPI_processed);
+		disarm_statement_timeout();
+
+		/* record success in the same transaction, unless it was stopped */
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		{
+			char	   *sql;
+			Oid			types[2] = {INT8OID, TEXTOID};
+			Datum		values[2];
+
+			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'succeeded',"
+						   " finished_at = clock_timestamp(), result = $2"
+						   " WHERE id = $1 AND status = 'running'", schema);
+			values[0] = Int64GetDatum(args.run_id);
+			values[1] = CStringGetTextDatum(result);
+			if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not record the end of run " INT64_FORMAT, args.run_id);
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("run " INT64_FORMAT " was stopped", args.run_id)));
+		}
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		instr_time	elapsed;
+		const char *status;
+		char	   *error;
+
+		MemoryContextSwitchTo(runcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		disarm_statement_timeout();
+
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, start);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			status = (timeout_ms > 0 && INSTR_TIME_GET_MILLISEC(elapsed) >= timeout_ms) ?
+				"timed_out" : "cancelled";
+		else
+			status = "failed";
+		error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
+
+		/* a stopped run is already "cancelled"; finish_run leaves it so */
+		begin_tx("singleton: recording a failed run");
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		finish_run(schema, args.run_id, status, error, NULL);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		end_tx();
+	}
+	PG_END_TRY();
+
+	worker_wake_launcher();
+	proc_exit(0);
+}
