@@ -29,6 +29,7 @@ SELECT type, private FROM singleton_entries WHERE name = 'typed';
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELECT 1 WHERE false')$$);
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELECT generate_series(1, 2)')$$);
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELECT 1, 2')$$);
+SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELECT FROM (SELECT 1) s')$$);
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELECT 1 / 0')$$);
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'SELEKT 1')$$);
 SELECT sqlstate_of($$SELECT singleton_get('bad', 'CREATE TEMP TABLE factory_made_this ()')$$);

@@ -27,7 +27,9 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/wait_event.h"
 
@@ -69,9 +71,10 @@ abandon_claims(SubTransactionId subid)
 
 		if (subid != InvalidSubTransactionId && p->subid < subid)
 			break;
-		npending--;
+		/* forget the claim only once it is gone, so a failure here retries */
 		if (registry_factory_abandon(p->dbid, p->name, p->len, p->generation))
 			wake_waiters(p->dbid, p->name, p->len);
+		npending--;
 	}
 }
 
@@ -122,36 +125,71 @@ factory_init_backend(void)
 	before_shmem_exit(factory_on_exit, (Datum) 0);
 }
 
+/* The pid a backend waits for in a factory wait, or 0. */
+static int
+factory_wait_target(int pid)
+{
+	int			i;
+
+	for (i = 0; i < singleton_shared->nslots; i++)
+	{
+		SingletonCounters *c = &singleton_slots[i].c;
+
+		if ((int) pg_atomic_read_u32(&c->pid) == pid)
+			return (int) pg_atomic_read_u32(&c->waiting_for_pid);
+	}
+	return 0;
+}
+
 /*
- * Would waiting for creator_pid close a cycle?  Follow "waits for" links
- * between backends that are themselves running factories.
+ * Would waiting for creator_pid close a cycle?  Edges are factory waits
+ * (from the counter slots) and heavyweight-lock waits (pg_blocking_pids),
+ * so a factory blocked on a lock this session holds is found too: the
+ * lock manager's own detector cannot see a condition-variable wait.
  */
+#define DEADLOCK_MAX_NODES 64
+
 static bool
 factory_deadlock(int creator_pid)
 {
-	int			pid = creator_pid;
-	int			steps;
+	int			queue[DEADLOCK_MAX_NODES];
+	int			nqueue = 0;
+	int			next = 0;
 
-	for (steps = 0; steps < singleton_shared->nslots; steps++)
+	queue[nqueue++] = creator_pid;
+	while (next < nqueue)
 	{
-		int			next = 0;
+		int			pid = queue[next++];
+		int			target = factory_wait_target(pid);
+		ArrayType  *blockers;
+		Datum	   *elems;
+		int			nelems;
 		int			i;
+		int			j;
+		int			candidates[DEADLOCK_MAX_NODES + 1];
+		int			ncandidates = 0;
 
-		for (i = 0; i < singleton_shared->nslots; i++)
+		if (target != 0)
+			candidates[ncandidates++] = target;
+		blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids,
+														  Int32GetDatum(pid)));
+		deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT,
+						  &elems, NULL, &nelems);
+		for (i = 0; i < nelems && ncandidates < DEADLOCK_MAX_NODES; i++)
+			candidates[ncandidates++] = DatumGetInt32(elems[i]);
+
+		for (i = 0; i < ncandidates; i++)
 		{
-			SingletonCounters *c = &singleton_slots[i].c;
+			bool		seen = false;
 
-			if ((int) pg_atomic_read_u32(&c->pid) == pid)
-			{
-				next = (int) pg_atomic_read_u32(&c->waiting_for_pid);
-				break;
-			}
+			if (candidates[i] == MyProcPid)
+				return true;
+			for (j = 0; j < nqueue; j++)
+				if (queue[j] == candidates[i])
+					seen = true;
+			if (!seen && nqueue < DEADLOCK_MAX_NODES)
+				queue[nqueue++] = candidates[i];
 		}
-		if (next == 0)
-			return false;
-		if (next == MyProcPid)
-			return true;
-		pid = next;
 	}
 	return false;
 }
@@ -166,15 +204,29 @@ wait_for_factory(const char *name, int len, int creator_pid,
 {
 	ConditionVariable *cv = singleton_factory_cv(MyDatabaseId, name, len);
 	SingletonCounters *me = singleton_my_counters();
+	bool		slept = false;	/* did the last sleep time out? */
+	int			cycle_seen = 0;
+
+	pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
+	/* publish the edge before anyone may look for cycles through it */
+	pg_memory_barrier();
 
 	ConditionVariablePrepareToSleep(cv);
 	for (;;)
 	{
 		long		sleep_ms = FACTORY_RECHECK_MS;
+		int			pid = creator_pid;
 
 		/* re-check after preparing to sleep, so no wakeup is missed */
 		if (!registry_initializing(name, len, &creator_pid))
 			break;
+		if (creator_pid != pid)
+		{
+			/* another session took over the creation */
+			pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
+			pg_memory_barrier();
+			cycle_seen = 0;
+		}
 
 		if (BackendPidGetProc(creator_pid) == NULL)
 		{
@@ -184,14 +236,22 @@ wait_for_factory(const char *name, int len, int creator_pid,
 			break;
 		}
 
-		pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
-		if (factory_deadlock(creator_pid))
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
-					 errmsg("deadlock detected while waiting for singleton \"%.*s\"",
-							len, name),
-					 errdetail("Process %d runs the factory of \"%.*s\" and waits, through other factories, for this session.",
-							   creator_pid, len, name)));
+		/*
+		 * Look for a cycle only after a full recheck interval, and report it
+		 * only if it is still there one interval later: a session that has
+		 * just been woken may not have cleared its old edge yet.
+		 */
+		if (slept)
+		{
+			cycle_seen = factory_deadlock(creator_pid) ? cycle_seen + 1 : 0;
+			if (cycle_seen >= 2)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+						 errmsg("deadlock detected while waiting for singleton \"%.*s\"",
+								len, name),
+						 errdetail("Process %d runs the factory of \"%.*s\" and waits, directly or through other sessions, for this session.",
+								   creator_pid, len, name)));
+		}
 
 		if (singleton_wait_timeout > 0)
 		{
@@ -209,19 +269,44 @@ wait_for_factory(const char *name, int len, int creator_pid,
 			sleep_ms = Min(sleep_ms, singleton_wait_timeout - waited_ms);
 		}
 
-		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+		slept = ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
 	pg_atomic_write_u32(&me->waiting_for_pid, 0);
 }
 
 static void
-factory_shape_error(const char *name, int len, int sqlstate, const char *what)
+factory_shape_error(const char *name, int len, int sqlstate, int shape)
 {
-	ereport(ERROR,
-			(errcode(sqlstate),
-			 errmsg("factory of singleton \"%.*s\" %s", len, name, what),
-			 errhint("A factory must be a query that returns exactly one row with one column.")));
+	const char *hint = "A factory must be a query that returns exactly one row with one column.";
+
+	switch (shape)
+	{
+		case 0:
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("factory of singleton \"%.*s\" did not return rows", len, name),
+					 errhint("%s", hint)));
+			break;
+		case 1:
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("factory of singleton \"%.*s\" returned no row", len, name),
+					 errhint("%s", hint)));
+			break;
+		case 2:
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("factory of singleton \"%.*s\" returned more than one row", len, name),
+					 errhint("%s", hint)));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("factory of singleton \"%.*s\" returned %d columns", len, name, shape - 10),
+					 errhint("%s", hint)));
+			break;
+	}
 }
 
 /*
@@ -248,18 +333,15 @@ run_factory(const char *name, int len, const char *query)
 				 errmsg("factory of singleton \"%.*s\" could not be run: %s",
 						len, name, SPI_result_code_string(ret))));
 	if (SPI_tuptable == NULL)
-		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
-							"did not return rows");
+		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE, 0);
 	if (SPI_processed == 0)
-		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
-							"returned no row");
+		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE, 1);
 	if (SPI_processed > 1)
-		factory_shape_error(name, len, ERRCODE_CARDINALITY_VIOLATION,
-							"returned more than one row");
+		factory_shape_error(name, len, ERRCODE_CARDINALITY_VIOLATION, 2);
 	desc = SPI_tuptable->tupdesc;
 	if (desc->natts != 1)
 		factory_shape_error(name, len, ERRCODE_INVALID_PARAMETER_VALUE,
-							"returned more than one column");
+							10 + desc->natts);
 
 	d = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &isnull);
 	typid = SPI_gettypeid(desc, 1);
@@ -370,8 +452,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_RECURSION),
 				 errmsg("recursive factory for singleton \"%.*s\"", len, name),
-				 errdetail("The factory of \"%.*s\" asked for \"%.*s\" while creating it.",
-						   len, name, len, name)));
+				 errdetail("Its value was asked for while its own factory was running in this session.")));
 
 	ratelimit_require("singleton_get");
 	COUNT(gets, 1);

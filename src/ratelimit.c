@@ -248,6 +248,8 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	bool		nulls[5];
 
 	singleton_attach();
+	/* before any token is spent: fails if the caller cannot take a set */
+	InitMaterializedSRF(fcinfo, 0);
 	require_arg(fcinfo, 0, "key");
 	require_arg(fcinfo, 1, "max_burst");
 	require_arg(fcinfo, 2, "count_per_period");
@@ -353,7 +355,6 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	else
 		COUNT(limiter_refused, 1);
 
-	InitMaterializedSRF(fcinfo, 0);
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = BoolGetDatum(r.allowed);
 	values[1] = Int32GetDatum(r.limit);

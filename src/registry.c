@@ -206,6 +206,8 @@ chunk_build(const char *name, int namelen, const char *type, int typelen,
 	dp = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
 	if (!DsaPointerIsValid(dp))
 		singleton_error_full(size);
+	if (pg_atomic_read_u32(&singleton_shared->full))
+		pg_atomic_write_u32(&singleton_shared->full, 0);
 	account_memory((int64) size);
 	p = dsa_get_address(singleton_area, dp);
 	memcpy(p, name, namelen);
@@ -224,9 +226,11 @@ chunk_free(dsa_pointer dp, Size size)
 
 /*
  * dshash_find_or_insert, turning "out of DSA memory" inside dshash into the
- * registry-full error.  dshash raised the error with partition locks held;
- * no caller of a SQL function holds LWLocks, so releasing all of them here
- * is safe, and lets us free the caller's chunk before reporting.
+ * registry-full error, and freeing the caller's chunk on any error.  dshash
+ * raised the error with partition locks held; no caller of a SQL function
+ * holds LWLocks, so releasing all of them here is safe, and lets us free the
+ * chunk before reporting.  dshash's backend-local state is untouched by a
+ * failed insert, so the table handle stays usable.
  */
 static void *
 find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
@@ -242,18 +246,18 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		Size		request = (table == singleton_registry) ?
+			REGISTRY_ENTRY_OVERHEAD : LIMITER_ENTRY_OVERHEAD;
 
 		MemoryContextSwitchTo(mcxt);
+		LWLockReleaseAll();
+		if (DsaPointerIsValid(chunk))
+			chunk_free(chunk, chunk_size);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
 			PG_RE_THROW();
 		FlushErrorState();
-		LWLockReleaseAll();
-		singleton_reattach_tables();
-		if (DsaPointerIsValid(chunk))
-			chunk_free(chunk, chunk_size);
-		singleton_error_full(table == singleton_registry ?
-							 REGISTRY_ENTRY_OVERHEAD : LIMITER_ENTRY_OVERHEAD);
+		singleton_error_full(request);
 	}
 	PG_END_TRY();
 	return entry;
@@ -559,10 +563,10 @@ singleton_set(PG_FUNCTION_ARGS)
 	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
 
 	ratelimit_require("singleton_set");
-	COUNT(sets, 1);
 
 	if (store_value(VARDATA_ANY(name), len, value, type, private))
 		ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, VARDATA_ANY(name), len));
+	COUNT(sets, 1);
 	PG_RETURN_VOID();
 }
 
@@ -753,7 +757,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 	SingletonKey key;
 	Oid			userid = GetUserId();
 	Oid			ok_owner = userid;
-	dsa_pointer chunk = InvalidDsaPointer;
+	volatile dsa_pointer chunk = InvalidDsaPointer;
 	Size		chunk_size = (Size) len + strlen("counter");
 	Size		bufsize = READ_BUFFER_INITIAL;
 	char	   *buf = NULL;
@@ -764,108 +768,122 @@ singleton_incr(PG_FUNCTION_ARGS)
 	ratelimit_require("singleton_incr");
 
 	singleton_lookup_key(&key, MyDatabaseId, str, len);
-	for (;;)
+
+	/* a counter chunk built for a new entry must not leak on any error */
+	PG_TRY();
 	{
-		RegistryEntry *e;
-		bool		found;
-		uint64		gen;
-		int64		current;
-		bool		oor;
-
-		if (buf == NULL)
-			buf = palloc(bufsize);
-
-		e = dshash_find(singleton_registry, &key, true);
-		if (e == NULL)
+		for (;;)
 		{
-			if (!DsaPointerIsValid(chunk))
+			RegistryEntry *e;
+			bool		found;
+			uint64		gen;
+			int64		current;
+			bool		oor;
+
+			if (buf == NULL)
+				buf = palloc(bufsize);
+
+			e = dshash_find(singleton_registry, &key, true);
+			if (e == NULL)
 			{
-				chunk = chunk_build(str, len, "counter", strlen("counter"), NULL, 0);
+				if (!DsaPointerIsValid(chunk))
+				{
+					chunk = chunk_build(str, len, "counter", strlen("counter"), NULL, 0);
+					continue;
+				}
+				/* our PG_CATCH frees the chunk, so do not hand it over */
+				e = find_or_insert(singleton_registry, &key, &found,
+								   InvalidDsaPointer, 0);
+				if (found)
+				{
+					/* lost a race with another creator: add to theirs */
+					dshash_release_lock(singleton_registry, e);
+					continue;
+				}
+				init_new_entry(e, len, userid, GetCurrentTimestamp());
+				fill_ready(e, chunk, strlen("counter"), VALUE_INT, delta, 0, false,
+						   e->created_at);
+				dshash_release_lock(singleton_registry, e);
+				chunk = InvalidDsaPointer;
+				result = delta;
+				break;
+			}
+			if (e->owner != ok_owner)
+			{
+				Oid			owner = e->owner;
+
+				dshash_release_lock(singleton_registry, e);
+				require_privs_of(owner, str, len);
+				ok_owner = owner;
 				continue;
 			}
-			e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size);
-			if (found)
+			if (e->state == ENTRY_INITIALIZING)
 			{
-				/* lost a race with another creator: add to theirs */
 				dshash_release_lock(singleton_registry, e);
+				error_initializing(str, len);
+			}
+			if (e->kind == VALUE_INT)
+			{
+				if (pg_add_s64_overflow(e->ival, delta, &result))
+				{
+					dshash_release_lock(singleton_registry, e);
+					error_out_of_range(str, len);
+				}
+				e->ival = result;
+				e->updated_at = GetCurrentTimestamp();
+				e->generation = next_generation();
+				dshash_release_lock(singleton_registry, e);
+				break;
+			}
+
+			/*
+			 * A jsonb value: copy it out, check it is an integer without the
+			 * lock, then store the sum only if nobody wrote in between.
+			 */
+			if (e->valuelen > bufsize)
+			{
+				bufsize = e->valuelen;
+				dshash_release_lock(singleton_registry, e);
+				pfree(buf);
+				buf = NULL;
 				continue;
 			}
-			init_new_entry(e, len, userid, GetCurrentTimestamp());
-			fill_ready(e, chunk, strlen("counter"), VALUE_INT, delta, 0, false,
-					   e->created_at);
+			gen = e->generation;
+			memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
 			dshash_release_lock(singleton_registry, e);
-			chunk = InvalidDsaPointer;
-			result = delta;
-			break;
-		}
-		if (e->owner != ok_owner)
-		{
-			Oid			owner = e->owner;
 
-			dshash_release_lock(singleton_registry, e);
-			require_privs_of(owner, str, len);
-			ok_owner = owner;
-			continue;
-		}
-		if (e->state == ENTRY_INITIALIZING)
-		{
-			dshash_release_lock(singleton_registry, e);
-			error_initializing(str, len);
-		}
-		if (e->kind == VALUE_INT)
-		{
-			if (pg_add_s64_overflow(e->ival, delta, &result))
+			if (!jsonb_as_int64((Jsonb *) buf, false, &current, &oor))
 			{
-				dshash_release_lock(singleton_registry, e);
-				error_out_of_range(str, len);
+				if (oor)
+					error_out_of_range(str, len);
+				error_not_integer(str, len);
 			}
-			e->ival = result;
-			e->updated_at = GetCurrentTimestamp();
-			e->generation = next_generation();
-			dshash_release_lock(singleton_registry, e);
-			break;
-		}
-
-		/*
-		 * A jsonb value: copy it out, check it is an integer without the
-		 * lock, then store the sum only if nobody wrote in between.
-		 */
-		if (e->valuelen > bufsize)
-		{
-			bufsize = e->valuelen;
-			dshash_release_lock(singleton_registry, e);
-			pfree(buf);
-			buf = NULL;
-			continue;
-		}
-		gen = e->generation;
-		memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
-		dshash_release_lock(singleton_registry, e);
-
-		if (!jsonb_as_int64((Jsonb *) buf, false, &current, &oor))
-		{
-			if (oor)
+			if (pg_add_s64_overflow(current, delta, &result))
 				error_out_of_range(str, len);
-			error_not_integer(str, len);
-		}
-		if (pg_add_s64_overflow(current, delta, &result))
-			error_out_of_range(str, len);
 
-		e = dshash_find(singleton_registry, &key, true);
-		if (e == NULL)
-			continue;
-		if (e->generation == gen && e->kind == VALUE_JSONB)
-		{
-			/* the old jsonb bytes stay in the chunk until the next set */
-			e->kind = VALUE_INT;
-			e->ival = result;
-			e->updated_at = GetCurrentTimestamp();
-			e->generation = next_generation();
+			e = dshash_find(singleton_registry, &key, true);
+			if (e == NULL)
+				continue;
+			if (e->generation == gen && e->kind == VALUE_JSONB)
+			{
+				/* the old jsonb bytes stay in the chunk until the next set */
+				e->kind = VALUE_INT;
+				e->ival = result;
+				e->updated_at = GetCurrentTimestamp();
+				e->generation = next_generation();
+				dshash_release_lock(singleton_registry, e);
+				break;
+			}
 			dshash_release_lock(singleton_registry, e);
-			break;
 		}
-		dshash_release_lock(singleton_registry, e);
 	}
+	PG_CATCH();
+	{
+		if (DsaPointerIsValid(chunk))
+			chunk_free(chunk, chunk_size);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	if (DsaPointerIsValid(chunk))
 		chunk_free(chunk, chunk_size);

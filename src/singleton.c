@@ -338,20 +338,6 @@ singleton_attach(void)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/*
- * Forget the backend-local table handles after an error escaped from inside
- * dshash (out of DSA memory while inserting).  Its local bookkeeping may
- * still claim a partition lock; fresh handles start clean.  The old handles
- * are small and this happens only when the registry is full.
- */
-void
-singleton_reattach_tables(void)
-{
-	singleton_registry = NULL;
-	singleton_limiters = NULL;
-	singleton_attach();
-}
-
 SingletonCounters *
 singleton_my_counters(void)
 {

@@ -111,7 +111,6 @@ extern dshash_table *singleton_limiters;
 /* singleton.c */
 extern void singleton_require_loaded(void);
 extern void singleton_attach(void);
-extern void singleton_reattach_tables(void);
 extern SingletonCounters *singleton_my_counters(void);
 extern void singleton_error_full(Size request) pg_attribute_noreturn();
 extern uint64 singleton_now_ns(void);

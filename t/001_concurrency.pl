@@ -106,5 +106,27 @@ is($node->safe_psql('postgres',
 	'0', 'no entry is left initializing after the deadlock');
 $_->quit for ($gate, $s1, $s2);
 
+# a factory blocked on a row lock held by the session that waits for the
+# factory: the lock manager cannot see the condition-variable wait, the
+# extension's detector can
+$node->safe_psql('postgres', 'CREATE TABLE lockt (id int PRIMARY KEY, v int); INSERT INTO lockt VALUES (1, 42)');
+my $holder = $node->background_psql('postgres', on_error_stop => 0);
+my $creator = $node->background_psql('postgres', on_error_stop => 0);
+$holder->query_safe('BEGIN');
+$holder->query_safe('UPDATE lockt SET v = v WHERE id = 1');
+$creator->query_until(qr/started/,
+	"\\echo started\nSELECT singleton_get('mixed', 'SELECT v FROM lockt WHERE id = 1 FOR UPDATE');\n\\echo creator done\n");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM singleton_entries WHERE name = 'mixed' AND state = 'initializing'")
+  or die 'the creator should be running its factory';
+$holder->query_until(qr/holder done/,
+	"SELECT singleton_get('mixed', 'SELECT 0');\n\\echo holder done\n");
+like($holder->{stderr}, qr/deadlock detected while waiting for singleton "mixed"/,
+	'a factory waiting for a lock held by its waiter is reported as a deadlock');
+$holder->query('ROLLBACK');
+my $created = $creator->query_until(qr/creator done/, '');
+like($created, qr/^42$/m, 'the creator then finishes with its value');
+$_->quit for ($holder, $creator);
+
 $node->stop;
 done_testing();
