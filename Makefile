@@ -7,7 +7,8 @@ OBJS = \
 	src/ratelimit.o \
 	src/stats.o \
 	src/worker.o \
-	src/jobs.o
+	src/jobs.o \
+	src/persist.o
 
 EXTENSION = singleton
 DATA = singleton--1.0.sql

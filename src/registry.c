@@ -892,7 +892,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 }
 
 /*
- * Copy the metadata of every entry of one database.  The array is sized from
+ * Copy the metadata of every entry of one database (InvalidOid: of all).  The array is sized from
  * the entry count before the scan; if entries were added meanwhile the scan
  * stops, the array grows and the scan starts over, so nothing is allocated
  * while a partition lock is held.
@@ -918,7 +918,7 @@ registry_snapshot(Oid dbid, int *count)
 			const char *chunk;
 			int			len;
 
-			if (e->key.dbid != dbid)
+			if (OidIsValid(dbid) && e->key.dbid != dbid)
 				continue;
 			if (n >= cap)
 			{
@@ -926,6 +926,7 @@ registry_snapshot(Oid dbid, int *count)
 				break;
 			}
 			s = &snap[n++];
+			s->dbid = e->key.dbid;
 			chunk = entry_chunk(e);
 			len = e->key.namelen & ~SINGLETON_KEY_LOCAL;
 			memcpy(s->name, chunk, len);
@@ -1134,5 +1135,96 @@ registry_remove_stale(const char *name, int len, int creator_pid)
 		return false;
 	}
 	remove_locked_entry(e);
+	return true;
+}
+
+/*
+ * Copy one ready entry of any database for the snapshot: its metadata into
+ * *rec and its chunk (name, type, value) into *buf, which is grown (outside
+ * the lock) as needed.  No privilege check and no access counting: this is
+ * the server saving its own state.  Returns false if absent or initializing.
+ */
+bool
+registry_copy_entry(Oid dbid, const char *name, int len, PersistRecord *rec,
+					char **buf, Size *bufsize)
+{
+	SingletonKey key;
+
+	singleton_lookup_key(&key, dbid, name, len);
+	for (;;)
+	{
+		RegistryEntry *e = dshash_find(singleton_registry, &key, false);
+		Size		need;
+
+		if (e == NULL)
+			return false;
+		if (e->state != ENTRY_READY)
+		{
+			dshash_release_lock(singleton_registry, e);
+			return false;
+		}
+		need = entry_chunk_size(e);
+		if (need > *bufsize)
+		{
+			dshash_release_lock(singleton_registry, e);
+			*buf = repalloc(*buf, need);
+			*bufsize = need;
+			continue;
+		}
+		memset(rec, 0, sizeof(*rec));
+		rec->dbid = dbid;
+		rec->owner = e->owner;
+		rec->kind = e->kind;
+		rec->private = e->private ? 1 : 0;
+		rec->typelen = e->typelen;
+		rec->namelen = (uint32) len;
+		rec->valuelen = e->valuelen;
+		rec->ival = e->ival;
+		rec->created_at = e->created_at;
+		rec->updated_at = e->updated_at;
+		rec->last_access = (TimestampTz) pg_atomic_read_u64(&e->last_access);
+		rec->access_count = pg_atomic_read_u64(&e->access_count);
+		rec->factory_us = e->factory_us;
+		memcpy(*buf, entry_chunk(e), need);
+		dshash_release_lock(singleton_registry, e);
+		return true;
+	}
+}
+
+/*
+ * Re-create an entry from a snapshot record; bytes are its name, type and
+ * value.  An entry that already exists (set since startup) wins.  Raises the
+ * registry-full error when there is no room.
+ */
+bool
+registry_restore_entry(const PersistRecord *rec, const char *bytes)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+	bool		found;
+	dsa_pointer chunk;
+	Size		size = (Size) rec->namelen + rec->typelen + rec->valuelen;
+
+	chunk = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(chunk))
+		singleton_error_full(size);
+	account_memory((int64) size);
+	memcpy(dsa_get_address(singleton_area, chunk), bytes, size);
+
+	singleton_lookup_key(&key, rec->dbid, bytes, rec->namelen);
+	e = find_or_insert(singleton_registry, &key, &found, chunk, size);
+	if (found)
+	{
+		dshash_release_lock(singleton_registry, e);
+		chunk_free(chunk, size);
+		return false;
+	}
+	init_new_entry(e, rec->namelen, rec->owner, rec->created_at);
+	fill_ready(e, chunk, rec->typelen, rec->kind, rec->ival, rec->valuelen,
+			   rec->private != 0, rec->updated_at);
+	e->factory_us = rec->factory_us;
+	pg_atomic_write_u64(&e->access_count, rec->access_count);
+	pg_atomic_write_u64(&e->last_access, (uint64) rec->last_access);
+	dshash_release_lock(singleton_registry, e);
 	return true;
 }

@@ -56,6 +56,7 @@ typedef struct LimiterEntry
 /* A copy of one entry's metadata, taken without allocating under locks. */
 typedef struct EntrySnapshot
 {
+	Oid			dbid;
 	char		name[SINGLETON_NAME_MAX + 1];
 	char		type[SINGLETON_TYPE_MAX + 1];
 	Oid			owner;
@@ -72,6 +73,29 @@ typedef struct EntrySnapshot
 } EntrySnapshot;
 
 extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
+
+/* What persist.c saves of an entry, besides its name, type and value. */
+typedef struct PersistRecord
+{
+	Oid			dbid;
+	Oid			owner;
+	uint8		kind;
+	uint8		private;
+	uint8		typelen;
+	uint8		pad;
+	uint32		namelen;
+	uint32		valuelen;
+	int64		ival;
+	TimestampTz created_at;
+	TimestampTz updated_at;
+	TimestampTz last_access;
+	uint64		access_count;
+	int64		factory_us;
+} PersistRecord;
+
+extern bool registry_copy_entry(Oid dbid, const char *name, int len,
+								PersistRecord *rec, char **buf, Size *bufsize);
+extern bool registry_restore_entry(const PersistRecord *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
 extern void account_memory(int64 delta);
 extern void check_value_size(Jsonb *value);

@@ -145,6 +145,9 @@ singleton_shmem_startup(void)
 		SpinLockInit(&s->rl_mutex);
 		for (i = 0; i < SINGLETON_FACTORY_CVS; i++)
 			ConditionVariableInit(&s->factory_cv[i]);
+		pg_atomic_init_u32(&s->persist.loaded, 0);
+		ConditionVariableInit(&s->persist.load_cv);
+		SpinLockInit(&s->persist.mutex);
 
 		memset(singleton_slots, 0, s->nslots * sizeof(SingletonCounterSlot));
 		for (i = 0; i < s->nslots; i++)
@@ -228,6 +231,24 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("singleton.persist",
+							 "Save the registry to a file at shutdown and periodically, and load it at startup.",
+							 NULL,
+							 &singleton_persist,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.persist_interval",
+							"Time between registry snapshots; 0 saves only at shutdown.",
+							NULL,
+							&singleton_persist_interval,
+							60, 0, INT_MAX / 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("singleton.rate_limit",
 							"Registry operations admitted per second across the instance; 0 disables the limiter.",
 							NULL,
@@ -278,7 +299,10 @@ _PG_init(void)
 	MarkGUCPrefixReserved("singleton");
 
 	if (!IsBinaryUpgrade)
+	{
 		worker_register_launcher();
+		persist_register_worker();
+	}
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = singleton_shmem_request;
@@ -336,6 +360,10 @@ singleton_attach(void)
 										   singleton_area);
 	}
 	MemoryContextSwitchTo(oldcxt);
+
+	/* see the entries restored from the last snapshot, once */
+	if (!IsBackgroundWorker)
+		persist_wait_for_load();
 }
 
 SingletonCounters *

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "lib/dshash.h"
+#include "lib/stringinfo.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/spin.h"
@@ -95,6 +96,19 @@ typedef struct SingletonShared
 
 	ConditionVariable factory_cv[SINGLETON_FACTORY_CVS];
 
+	/* persistence (persist.c); the mutex protects all but the atomic */
+	struct
+	{
+		pg_atomic_uint32 loaded;	/* snapshot load over (or skipped) */
+		ConditionVariable load_cv;
+		slock_t		mutex;
+		int			pid;
+		TimestampTz last_snapshot;
+		uint64		last_entries;
+		uint64		last_bytes;
+		char		last_error[256];
+	}			persist;
+
 	int			nslots;			/* counter slots (MaxBackends + 1) */
 } SingletonShared;
 
@@ -159,6 +173,13 @@ extern void ratelimit_require(const char *what);
 
 /* factory.c */
 extern void factory_init_backend(void);
+
+/* persist.c */
+extern bool singleton_persist;
+extern int	singleton_persist_interval;
+extern void persist_register_worker(void);
+extern void persist_wait_for_load(void);
+extern void persist_append_health(StringInfo buf);
 
 /* The condition variable factory waiters of one name sleep on. */
 static inline ConditionVariable *

@@ -250,6 +250,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
 	jobs_append_health(&buf);
+	persist_append_health(&buf);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(finish_json(&buf));
 }
