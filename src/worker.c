@@ -587,7 +587,8 @@ singleton_run_main(Datum main_arg)
 
 		values[0] = Int64GetDatum(args.run_id);
 		values[1] = Int32GetDatum(MyProcPid);
-		sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2"
+		/* started_at: when the command really starts, not when it was claimed */
+		sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2, started_at = clock_timestamp()"
 					   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id AND r.status = 'running'"
 					   " RETURNING j.command, (extract(epoch FROM j.timeout) * 1000)::int8",
 					   schema, schema);
