@@ -363,11 +363,7 @@ AS $$
 DECLARE
     r @extschema@.singleton_job_run;
 BEGIN
-    PERFORM @extschema@._singleton_job_database_check();
-    SELECT * INTO r FROM @extschema@.singleton_job_run WHERE id = $1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job run % does not exist', $1 USING ERRCODE = '42704';
-    END IF;
+    r := @extschema@.singleton_job_status($1);
     UPDATE @extschema@.singleton_job_run
        SET status = 'cancelled', finished_at = clock_timestamp()
      WHERE id = $1 AND status IN ('queued', 'running')

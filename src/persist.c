@@ -78,17 +78,10 @@ static volatile sig_atomic_t shutdown_requested = false;
 void
 persist_register_worker(void)
 {
-	BackgroundWorker bgw;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_ConsistentState;
-	bgw.bgw_restart_time = 5;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_persist_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton persist");
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton persist");
-	RegisterBackgroundWorker(&bgw);
+	/* consistent state, so it also runs (and loads) on a hot standby */
+	singleton_register_worker("singleton persist", "singleton_persist_main",
+							  BgWorkerStart_ConsistentState,
+							  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION);
 }
 
 /* The load is over (done, skipped or failed): let backends go ahead. */

@@ -391,6 +391,24 @@ singleton_error_full(Size request)
 			 errhint("Delete entries, or raise singleton.memory_limit and restart the server.")));
 }
 
+/* Register one of our static background workers (restarted if it dies). */
+void
+singleton_register_worker(const char *name, const char *function,
+						  BgWorkerStartTime start_time, int flags)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = flags;
+	bgw.bgw_start_time = start_time;
+	bgw.bgw_restart_time = 5;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&bgw);
+}
+
 uint64
 singleton_now_ns(void)
 {

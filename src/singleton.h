@@ -24,6 +24,7 @@
 #include "lib/dshash.h"
 #include "lib/stringinfo.h"
 #include "port/atomics.h"
+#include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/spin.h"
 #include "utils/dsa.h"
@@ -128,6 +129,8 @@ extern void singleton_attach(void);
 extern SingletonCounters *singleton_my_counters(void);
 extern void singleton_error_full(Size request) pg_attribute_noreturn();
 extern uint64 singleton_now_ns(void);
+extern void singleton_register_worker(const char *name, const char *function,
+									  BgWorkerStartTime start_time, int flags);
 
 #define COUNT(field, n) \
 	pg_atomic_fetch_add_u64(&singleton_my_counters()->field, (n))

@@ -120,18 +120,10 @@ worker_shmem_init(void)
 void
 worker_register_launcher(void)
 {
-	BackgroundWorker bgw;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* never on a hot standby: starts once recovery has finished */
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 5;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_launcher_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton job launcher");
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton job launcher");
-	RegisterBackgroundWorker(&bgw);
+	singleton_register_worker("singleton job launcher", "singleton_launcher_main",
+							  BgWorkerStart_RecoveryFinished,
+							  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION);
 }
 
 /* Set the launcher's latch, if it runs. */
