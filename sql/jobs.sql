@@ -57,6 +57,20 @@ SELECT singleton_job_create('escalate', 'SET ROLE postgres') AS ejob \gset
 SELECT singleton_job_execute(:ejob) AS erun \gset
 SELECT status, error FROM singleton_job_wait(:erun, '60 seconds');
 
+-- the worker's bookkeeping never runs what the owner defined as superuser:
+-- a job that puts its own clock_timestamp() ahead of pg_catalog gains nothing
+RESET ROLE;
+CREATE SCHEMA job_trap AUTHORIZATION singleton_job_alice;
+SET ROLE singleton_job_alice;
+CREATE FUNCTION job_trap.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS
+$$ ALTER ROLE singleton_job_alice SUPERUSER; SELECT now() $$;
+SELECT singleton_job_create('trap', 'SET search_path = job_trap, pg_catalog; SELECT 1') AS tjob \gset
+SELECT singleton_job_execute(:tjob) AS trun \gset
+SELECT status, error FROM singleton_job_wait(:trun, '60 seconds');
+RESET ROLE;
+SELECT rolsuper AS alice_became_superuser FROM pg_roles WHERE rolname = 'singleton_job_alice';
+SET ROLE singleton_job_alice;
+
 -- waiting in the transaction that queued the run would wait forever
 SELECT sqlstate_of(format('SELECT singleton_job_wait(singleton_job_execute(%s))', :job));
 
@@ -194,4 +208,5 @@ SELECT wait_until($$SELECT NOT EXISTS (SELECT 1 FROM singleton_job_run WHERE sta
 DELETE FROM singleton_job;
 SELECT singleton_clear() >= 0 AS cleared;
 DROP TABLE job_secret, slow_effects;
+DROP SCHEMA job_trap CASCADE;
 DROP ROLE singleton_job_alice, singleton_job_bob, singleton_job_nologin;

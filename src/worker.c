@@ -93,6 +93,42 @@ disarm_statement_timeout(void)
 	disable_timeout(STATEMENT_TIMEOUT, false);
 }
 
+/*
+ * Bookkeeping in a run worker runs as the bootstrap superuser (row-level
+ * security keeps owners out of the tables).  The session belongs to the
+ * job's owner, who controls its search_path (ALTER ROLE ... SET, or a SET in
+ * the command), so every privileged step pins search_path to pg_catalog and
+ * runs as a security-restricted operation: nothing the owner defined can be
+ * reached with the superuser's rights.  Must be undone with end_privileged
+ * in the same transaction (an abort undoes it too).
+ */
+typedef struct Privileged
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} Privileged;
+
+static void
+begin_privileged(Privileged *p)
+{
+	GetUserIdAndSecContext(&p->save_userid, &p->save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   p->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	p->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+}
+
+static void
+end_privileged(Privileged *p)
+{
+	AtEOXact_GUC(true, p->save_nestlevel);
+	SetUserIdAndSecContext(p->save_userid, p->save_sec_context);
+}
+
 /* Launcher-local handles of the run workers it started, by slot. */
 static BackgroundWorkerHandle **run_handles = NULL;
 
@@ -441,6 +477,8 @@ singleton_launcher_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(singleton_database, NULL, 0);
 	pgstat_report_appname("singleton job launcher");
+	/* the launcher is a superuser: resolve names in pg_catalog only */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	for (;;)
 	{
@@ -548,8 +586,7 @@ singleton_run_main(Datum main_arg)
 	char	   *schema;
 	char	   *command = NULL;
 	int64		timeout_ms = 0;
-	Oid			save_userid;
-	int			save_sec_context;
+	Privileged	priv;
 	instr_time	start;
 	MemoryContext runcxt;
 
@@ -570,8 +607,7 @@ singleton_run_main(Datum main_arg)
 	/* read the job; the tables are protected from the owner, so as superuser */
 	begin_tx("singleton: starting a run");
 	schema = MemoryContextStrdup(runcxt, singleton_extension_schema());
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	begin_privileged(&priv);
 	{
 		char	   *sql;
 		Oid			types[2] = {INT8OID, INT4OID};
@@ -597,7 +633,7 @@ singleton_run_main(Datum main_arg)
 			timeout_ms = isnull ? 0 : DatumGetInt64(t);
 		}
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	end_privileged(&priv);
 	end_tx();
 
 	if (command == NULL)
@@ -617,8 +653,7 @@ singleton_run_main(Datum main_arg)
 		disarm_statement_timeout();
 
 		/* record success in the same transaction, unless it was stopped */
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		begin_privileged(&priv);
 		{
 			char	   *sql;
 			Oid			types[2] = {INT8OID, TEXTOID};
@@ -636,7 +671,7 @@ singleton_run_main(Datum main_arg)
 						(errcode(ERRCODE_QUERY_CANCELED),
 						 errmsg("run " INT64_FORMAT " was stopped", args.run_id)));
 		}
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		end_privileged(&priv);
 		end_tx();
 	}
 	PG_CATCH();
@@ -663,10 +698,9 @@ singleton_run_main(Datum main_arg)
 
 		/* a stopped run is already "cancelled"; finish_run leaves it so */
 		begin_tx("singleton: recording a failed run");
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		begin_privileged(&priv);
 		finish_run(schema, args.run_id, status, error, NULL);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		end_privileged(&priv);
 		end_tx();
 	}
 	PG_END_TRY();
