@@ -205,10 +205,68 @@ CREATE POLICY singleton_job_run_cancel ON singleton_job_run FOR UPDATE
 REVOKE ALL ON singleton_job, singleton_job_run FROM PUBLIC;
 GRANT SELECT, DELETE ON singleton_job TO PUBLIC;
 GRANT INSERT (name, command, timeout, max_attempts) ON singleton_job TO PUBLIC;
-GRANT UPDATE (command, timeout, max_attempts, enabled, updated_at) ON singleton_job TO PUBLIC;
+GRANT UPDATE (command, timeout, max_attempts, enabled) ON singleton_job TO PUBLIC;
 GRANT SELECT ON singleton_job_run TO PUBLIC;
 GRANT INSERT (job_id) ON singleton_job_run TO PUBLIC;
-GRANT UPDATE (status, finished_at) ON singleton_job_run TO PUBLIC;
+GRANT UPDATE (status) ON singleton_job_run TO PUBLIC;
+
+-- Row-level security does not bind roles with BYPASSRLS, and a job runs as
+-- its owner: so every write by a non-superuser is also checked here, and the
+-- bookkeeping columns are set here rather than by the writer.
+CREATE FUNCTION _singleton_job_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_owner regrole;
+    is_super boolean;
+BEGIN
+    SELECT rolsuper INTO is_super FROM pg_roles WHERE oid = current_user::regrole;
+    IF TG_TABLE_NAME = 'singleton_job' THEN
+        IF TG_OP = 'UPDATE' THEN
+            NEW.updated_at := now();
+        END IF;
+        IF is_super THEN
+            RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+        END IF;
+        IF TG_OP <> 'INSERT' AND NOT pg_has_role(OLD.owner::oid, 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied for job %', OLD.id USING ERRCODE = '42501';
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.owner <> current_user::regrole
+           AND NOT (TG_OP = 'UPDATE' AND NEW.owner = OLD.owner) THEN
+            RAISE EXCEPTION 'permission denied for job %', NEW.id USING ERRCODE = '42501';
+        END IF;
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    -- singleton_job_run: users may queue runs and cancel them, nothing else
+    IF is_super THEN
+        RETURN NEW;
+    END IF;
+    SELECT owner INTO job_owner FROM @extschema@.singleton_job
+     WHERE id = CASE WHEN TG_OP = 'INSERT' THEN NEW.job_id ELSE OLD.job_id END;
+    IF job_owner IS NULL OR NOT pg_has_role(job_owner::oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for job %', NEW.job_id USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'queued' OR NEW.attempt <> 1 THEN
+            RAISE EXCEPTION 'a new run must be queued as attempt 1' USING ERRCODE = '42501';
+        END IF;
+    ELSE
+        IF NEW.status <> 'cancelled' OR OLD.status NOT IN ('queued', 'running') THEN
+            RAISE EXCEPTION 'a run may only be cancelled while queued or running' USING ERRCODE = '42501';
+        END IF;
+        NEW.finished_at := clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION _singleton_job_guard() IS
+'internal: ownership and bookkeeping checks on job tables, also for BYPASSRLS roles';
+
+CREATE TRIGGER singleton_job_guard BEFORE INSERT OR UPDATE OR DELETE ON singleton_job
+    FOR EACH ROW EXECUTE FUNCTION _singleton_job_guard();
+CREATE TRIGGER singleton_job_run_guard BEFORE INSERT OR UPDATE ON singleton_job_run
+    FOR EACH ROW EXECUTE FUNCTION _singleton_job_guard();
 
 CREATE FUNCTION _singleton_job_database_check()
 RETURNS void
@@ -343,8 +401,7 @@ BEGIN
        SET command = coalesce($2, s.command),
            timeout = coalesce($3, s.timeout),
            max_attempts = coalesce($4, s.max_attempts),
-           enabled = coalesce($5, s.enabled),
-           updated_at = now()
+           enabled = coalesce($5, s.enabled)
      WHERE s.id = $1
     RETURNING s.* INTO j;
     IF NOT FOUND THEN
@@ -365,7 +422,7 @@ DECLARE
 BEGIN
     r := @extschema@.singleton_job_status($1);
     UPDATE @extschema@.singleton_job_run
-       SET status = 'cancelled', finished_at = clock_timestamp()
+       SET status = 'cancelled'
      WHERE id = $1 AND status IN ('queued', 'running')
     RETURNING * INTO r;
     IF NOT FOUND THEN
@@ -454,6 +511,12 @@ BEGIN
     END IF;
     IF $2 IS NOT NULL AND $2 < interval '0' THEN
         RAISE EXCEPTION 'wait timeout must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- a fixed snapshot would never see the run finish
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'singleton_job_wait needs the read committed isolation level'
+            USING ERRCODE = '55000',
+                  HINT = 'Wait outside a repeatable read or serializable transaction.';
     END IF;
     -- a run queued by this very transaction cannot start before it commits
     IF EXISTS (SELECT 1 FROM @extschema@.singleton_job_run

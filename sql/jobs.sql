@@ -71,6 +71,16 @@ RESET ROLE;
 SELECT rolsuper AS alice_became_superuser FROM pg_roles WHERE rolname = 'singleton_job_alice';
 SET ROLE singleton_job_alice;
 
+-- a command cannot end its own transaction: the run fails, nothing is skipped
+SELECT singleton_job_create('commits', 'SELECT 1; COMMIT; SELECT 2') AS cjob \gset
+SELECT singleton_job_execute(:cjob) AS crun \gset
+SELECT status, error FROM singleton_job_wait(:crun, '60 seconds');
+
+-- waiting needs read committed: a fixed snapshot would never see the end
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT sqlstate_of(format('SELECT singleton_job_wait(%s)', :crun));
+COMMIT;
+
 -- waiting in the transaction that queued the run would wait forever
 SELECT sqlstate_of(format('SELECT singleton_job_wait(singleton_job_execute(%s))', :job));
 
@@ -106,6 +116,16 @@ RESET ROLE;
 SET ROLE singleton_job_alice;
 SELECT command FROM singleton_job_get(:job);
 RESET ROLE;
+-- a role with BYPASSRLS sees the rows but still cannot change them
+CREATE ROLE singleton_job_bypass LOGIN BYPASSRLS;
+GRANT SELECT ON job_secret TO singleton_job_bypass;
+SET ROLE singleton_job_bypass;
+SELECT sqlstate_of(format($$UPDATE singleton_job SET command = 'SELECT 2' WHERE id = %s$$, :job));
+SELECT sqlstate_of(format($$INSERT INTO singleton_job_run (job_id) VALUES (%s)$$, :job));
+SELECT sqlstate_of(format($$UPDATE singleton_job_run SET status = 'cancelled' WHERE id = %s$$, :hrun));
+SELECT sqlstate_of(format($$DELETE FROM singleton_job WHERE id = %s$$, :job));
+RESET ROLE;
+SELECT command, status FROM singleton_job_get(:job), singleton_job_status(:hrun);
 -- superusers see every job
 SELECT count(*) AS all_jobs FROM singleton_job;
 
@@ -207,6 +227,7 @@ SELECT singleton_job_stop(:hrun);
 SELECT wait_until($$SELECT NOT EXISTS (SELECT 1 FROM singleton_job_run WHERE status IN ('queued', 'running'))$$);
 DELETE FROM singleton_job;
 SELECT singleton_clear() >= 0 AS cleared;
+REVOKE SELECT ON job_secret FROM singleton_job_bypass;
 DROP TABLE job_secret, slow_effects;
 DROP SCHEMA job_trap CASCADE;
-DROP ROLE singleton_job_alice, singleton_job_bob, singleton_job_nologin;
+DROP ROLE singleton_job_alice, singleton_job_bob, singleton_job_nologin, singleton_job_bypass;

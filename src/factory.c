@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "singleton.h"
@@ -155,6 +156,14 @@ factory_deadlock(int creator_pid)
 	int			queue[DEADLOCK_MAX_NODES];
 	int			nqueue = 0;
 	int			next = 0;
+	bool		found = false;
+	MemoryContext cxt;
+	MemoryContext old;
+
+	/* pg_blocking_pids allocates; keep a long wait from accumulating it */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "singleton deadlock check",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
 
 	queue[nqueue++] = creator_pid;
 	while (next < nqueue)
@@ -183,15 +192,19 @@ factory_deadlock(int creator_pid)
 			bool		seen = false;
 
 			if (candidates[i] == MyProcPid)
-				return true;
+				found = true;
 			for (j = 0; j < nqueue; j++)
 				if (queue[j] == candidates[i])
 					seen = true;
 			if (!seen && nqueue < DEADLOCK_MAX_NODES)
 				queue[nqueue++] = candidates[i];
 		}
+		if (found)
+			break;
 	}
-	return false;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return found;
 }
 
 /*
@@ -204,7 +217,7 @@ wait_for_factory(const char *name, int len, int creator_pid,
 {
 	ConditionVariable *cv = singleton_factory_cv(MyDatabaseId, name, len);
 	SingletonCounters *me = singleton_my_counters();
-	bool		slept = false;	/* did the last sleep time out? */
+	TimestampTz last_check = GetCurrentTimestamp();	/* no check before a full interval */
 	int			cycle_seen = 0;
 
 	pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
@@ -237,12 +250,13 @@ wait_for_factory(const char *name, int len, int creator_pid,
 		}
 
 		/*
-		 * Look for a cycle only after a full recheck interval, and report it
-		 * only if it is still there one interval later: a session that has
-		 * just been woken may not have cleared its old edge yet.
+		 * Look for a cycle once per recheck interval however often we are
+		 * woken, and report it only if it is still there one interval later:
+		 * a session that has just been woken may not have cleared its edge.
 		 */
-		if (slept)
+		if (TimestampDifferenceExceeds(last_check, GetCurrentTimestamp(), FACTORY_RECHECK_MS))
 		{
+			last_check = GetCurrentTimestamp();
 			cycle_seen = factory_deadlock(creator_pid) ? cycle_seen + 1 : 0;
 			if (cycle_seen >= 2)
 				ereport(ERROR,
@@ -269,7 +283,7 @@ wait_for_factory(const char *name, int len, int creator_pid,
 			sleep_ms = Min(sleep_ms, singleton_wait_timeout - waited_ms);
 		}
 
-		slept = ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
 	pg_atomic_write_u32(&me->waiting_for_pid, 0);

@@ -50,6 +50,7 @@ singleton_extension_schema(void)
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	Oid			nsp = InvalidOid;
+	char	   *name;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
@@ -63,7 +64,10 @@ singleton_extension_schema(void)
 
 	if (!OidIsValid(nsp))
 		return NULL;
-	return pstrdup(quote_identifier(get_namespace_name(nsp)));
+	name = get_namespace_name(nsp);
+	if (name == NULL)
+		return NULL;			/* schema dropped concurrently */
+	return pstrdup(quote_identifier(name));
 }
 
 static bool wake_at_commit = false;

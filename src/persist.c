@@ -75,6 +75,13 @@ typedef struct SnapshotTrailer
 
 static volatile sig_atomic_t shutdown_requested = false;
 
+/*
+ * Set when the snapshot could not be loaded in full for a reason other than
+ * a bad file (unreadable, out of memory, registry full): writing a new
+ * snapshot then would replace the good file with less.  Until a restart.
+ */
+static bool writes_paused = false;
+
 void
 persist_register_worker(void)
 {
@@ -148,6 +155,19 @@ quarantine(const char *why)
 				 errmsg("could not rename file \"%s\" to \"%s\": %m", SNAPSHOT_FILE, aside)));
 }
 
+static void
+set_error(const char *msg);
+
+static void
+pause_writes(const char *why)
+{
+	char		msg[256];
+
+	writes_paused = true;
+	snprintf(msg, sizeof(msg), "%s; snapshots are paused until restart", why);
+	set_error(msg);
+}
+
 /* Read the whole file; NULL if it does not exist. */
 static char *
 read_file(Size *size)
@@ -161,9 +181,13 @@ read_file(Size *size)
 	if (fd < 0)
 	{
 		if (errno != ENOENT)
+		{
 			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not open file \"%s\": %m", SNAPSHOT_FILE)));
+					 errmsg("could not open file \"%s\": %m", SNAPSHOT_FILE),
+					 errdetail("Snapshots are paused until the server restarts, so the file is not overwritten.")));
+			pause_writes("the snapshot could not be read");
+		}
 		return NULL;
 	}
 	if (fstat(fd, &st) != 0)
@@ -285,7 +309,9 @@ load_snapshot(void)
 			FlushErrorState();
 			ereport(WARNING,
 					(errmsg("singleton snapshot only partly loaded: " UINT64_FORMAT " of " UINT64_FORMAT " entries",
-							loaded, trailer.count)));
+							loaded, trailer.count),
+					 errdetail("Snapshots are paused until the server restarts, so the file is not overwritten.")));
+			pause_writes("the snapshot was only partly loaded");
 			break;
 		}
 		PG_END_TRY();
@@ -467,16 +493,17 @@ singleton_persist_main(Datum main_arg)
 			PG_TRY();
 			{
 				load_snapshot();
+				CommitTransactionCommand();
 			}
 			PG_CATCH();
 			{
-				/* never fail startup over the snapshot */
+				/* never fail startup over the snapshot, nor lose the file */
 				EmitErrorReport();
 				FlushErrorState();
-				quarantine("unreadable");
+				AbortCurrentTransaction();
+				pause_writes("the snapshot could not be loaded");
 			}
 			PG_END_TRY();
-			CommitTransactionCommand();
 		}
 		finish_load();
 	}
@@ -491,7 +518,7 @@ singleton_persist_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (singleton_persist && singleton_persist_interval > 0)
+		if (singleton_persist && singleton_persist_interval > 0 && !writes_paused)
 		{
 			if (TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
 										   singleton_persist_interval * 1000))
@@ -509,9 +536,10 @@ singleton_persist_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	if (singleton_persist)
+	if (singleton_persist && !writes_paused)
 		write_snapshot();
-	proc_exit(0);
+	/* exit code 1: restarted unless the server is shutting down */
+	proc_exit(1);
 }
 
 /* ", \"persist\": {...}" for singleton_health(). */

@@ -387,6 +387,13 @@ dispatch(const char *schema)
 		}
 		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull || !OidIsValid(owner))
+		{
+			/* never connect as the bootstrap superuser by accident */
+			finish_run(schema, run_id, "failed", "the job has no owner", NULL);
+			end_tx();
+			continue;
+		}
 
 		/* the slot is taken before the claim commits, so no check sees an orphan */
 		SpinLockAcquire(&singleton_worker->mutex);
@@ -415,7 +422,7 @@ dispatch(const char *schema)
 			/* no background worker slot free: put the run back */
 			begin_tx("singleton: requeueing a run");
 			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'queued', started_at = NULL"
-						   " WHERE id = " INT64_FORMAT, schema, run_id);
+						   " WHERE id = " INT64_FORMAT " AND status = 'running'", schema, run_id);
 			SPI_execute(sql, false, 0);
 			end_tx();
 			SpinLockAcquire(&singleton_worker->mutex);
@@ -479,6 +486,8 @@ singleton_launcher_main(Datum main_arg)
 	pgstat_report_appname("singleton job launcher");
 	/* the launcher is a superuser: resolve names in pg_catalog only */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a user holding a run's row lock must not stall dispatch for everyone */
+	SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
 
 	for (;;)
 	{
@@ -506,7 +515,9 @@ singleton_launcher_main(Datum main_arg)
 			if (schema != NULL)
 			{
 				reap_workers(schema);
-				if (!orphans_checked)
+				/* at start, then now and then: restored or stray "running" rows */
+				if (!orphans_checked ||
+					TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
 				{
 					fail_orphans(schema);
 					orphans_checked = true;
@@ -606,7 +617,14 @@ singleton_run_main(Datum main_arg)
 
 	/* read the job; the tables are protected from the owner, so as superuser */
 	begin_tx("singleton: starting a run");
-	schema = MemoryContextStrdup(runcxt, singleton_extension_schema());
+	schema = singleton_extension_schema();
+	if (schema == NULL)
+	{
+		/* the extension was dropped after the run was handed out */
+		end_tx();
+		proc_exit(0);
+	}
+	schema = MemoryContextStrdup(runcxt, schema);
 	begin_privileged(&priv);
 	{
 		char	   *sql;
@@ -649,8 +667,13 @@ singleton_run_main(Datum main_arg)
 		if (timeout_ms > 0)
 			arm_statement_timeout(timeout_ms);
 		ret = SPI_execute(command, false, 0);
-		result = result_tag(ret, SPI_processed);
 		disarm_statement_timeout();
+		if (ret < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("job command could not be run: %s", SPI_result_code_string(ret)),
+					 errhint("A job command runs in one transaction; it cannot use COMMIT, ROLLBACK or COPY to or from the client.")));
+		result = result_tag(ret, SPI_processed);
 
 		/* record success in the same transaction, unless it was stopped */
 		begin_privileged(&priv);
@@ -682,10 +705,12 @@ singleton_run_main(Datum main_arg)
 		char	   *error;
 
 		MemoryContextSwitchTo(runcxt);
+		disarm_statement_timeout();
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		disarm_statement_timeout();
+		/* a cancel that arrived late must not cancel the bookkeeping too */
+		QueryCancelPending = false;
 
 		INSTR_TIME_SET_CURRENT(elapsed);
 		INSTR_TIME_SUBTRACT(elapsed, start);
