@@ -154,7 +154,8 @@ CREATE TABLE singleton_job (
     name text NOT NULL UNIQUE CHECK (name <> ''),
     command text NOT NULL CHECK (btrim(command) <> ''),
     owner regrole NOT NULL DEFAULT current_user::regrole,
-    timeout interval CHECK (timeout > interval '0'),
+    -- the statement timer counts whole milliseconds in an int
+    timeout interval CHECK (timeout >= interval '1 millisecond' AND timeout <= interval '24 days'),
     max_attempts integer NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     enabled boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -300,6 +301,10 @@ BEGIN
     END IF;
     IF timeout IS NOT NULL AND timeout <= interval '0' THEN
         RAISE EXCEPTION 'job timeout must be positive' USING ERRCODE = '22023',
+            DETAIL = format('The timeout given was %s.', timeout);
+    END IF;
+    IF timeout IS NOT NULL AND (timeout < interval '1 millisecond' OR timeout > interval '24 days') THEN
+        RAISE EXCEPTION 'job timeout must be between 1 millisecond and 24 days' USING ERRCODE = '22023',
             DETAIL = format('The timeout given was %s.', timeout);
     END IF;
     IF max_attempts IS NOT NULL AND max_attempts < 1 THEN

@@ -166,6 +166,8 @@ SELECT sqlstate_of($$SELECT singleton_job_create('x', '  ')$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', NULL)$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '0 seconds')$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '-1 second')$$);
+SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '100 microseconds')$$);
+SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '25 days')$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', NULL, 0)$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', NULL, NULL)$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('refresh', 'SELECT 1')$$);
