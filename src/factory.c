@@ -553,7 +553,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 				PG_RETURN_JSONB_P(value);
 
 			/* a singleton_set won the race: everyone sees its value */
-			current = registry_read(name, len, false, NULL);
+			current = registry_read(name, len, false);
 			PG_RETURN_JSONB_P(current ? current : value);
 		}
 	}

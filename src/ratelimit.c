@@ -136,8 +136,8 @@ limiter_sweep(int64 now)
 			Size		len = e->key.namelen;
 
 			dshash_delete_current(&status);
-			dsa_free(singleton_area, chunk);
-			account_memory(-(int64) (len + LIMITER_ENTRY_OVERHEAD));
+			chunk_free(chunk, len);
+			account_memory(-(int64) LIMITER_ENTRY_OVERHEAD);
 			pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
 		}
 	}
@@ -306,11 +306,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 			break;				/* inspecting an absent key: bucket is full */
 		if (!DsaPointerIsValid(chunk))
 		{
-			chunk = dsa_allocate_extended(singleton_area, len, DSA_ALLOC_NO_OOM);
-			if (!DsaPointerIsValid(chunk))
-				singleton_error_full(len);
-			memcpy(dsa_get_address(singleton_area, chunk), name, len);
-			account_memory(len);
+			chunk = chunk_build(name, len, "", 0, NULL, 0);
 			continue;
 		}
 		e = singleton_find_or_insert(singleton_limiters, &key, &found, chunk, len);
@@ -337,18 +333,15 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 			dsa_pointer old = e->key.name;
 
 			dshash_delete_entry(singleton_limiters, e);
-			dsa_free(singleton_area, old);
-			account_memory(-(int64) (len + LIMITER_ENTRY_OVERHEAD));
+			chunk_free(old, len);
+			account_memory(-(int64) LIMITER_ENTRY_OVERHEAD);
 			pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
 		}
 		else
 			dshash_release_lock(singleton_limiters, e);
 	}
 	if (DsaPointerIsValid(chunk))
-	{
-		dsa_free(singleton_area, chunk);
-		account_memory(-(int64) len);
-	}
+		chunk_free(chunk, len);
 
 	if (r.allowed)
 		COUNT(limiter_allowed, 1);

@@ -195,9 +195,9 @@ jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
  * Allocate and fill the DSA chunk of an entry: name, type label, value.
  * Raises the registry-full error when the area has no room.
  */
-static dsa_pointer
+dsa_pointer
 chunk_build(const char *name, int namelen, const char *type, int typelen,
-			const Jsonb *value, uint32 valuelen)
+			const void *value, uint32 valuelen)
 {
 	Size		size = (Size) namelen + typelen + valuelen;
 	dsa_pointer dp;
@@ -217,7 +217,7 @@ chunk_build(const char *name, int namelen, const char *type, int typelen,
 	return dp;
 }
 
-static void
+void
 chunk_free(dsa_pointer dp, Size size)
 {
 	dsa_free(singleton_area, dp);
@@ -381,17 +381,13 @@ registry_initializing(const char *name, int len, int *creator_pid)
 	return initializing;
 }
 
-/* Read for singleton_get(name): counted, initializing reads as absent. */
+/* Read for singleton_get(name): counted; an initializing entry reads as absent. */
 Jsonb *
-registry_read(const char *name, int len, bool count_access, bool *initializing)
+registry_read(const char *name, int len, bool count_access)
 {
 	Jsonb	   *value = NULL;
-	ReadState	st;
 
-	st = read_entry(name, len, count_access, &value, NULL);
-	if (initializing)
-		*initializing = (st == READ_INITIALIZING);
-	return st == READ_READY ? value : NULL;
+	return read_entry(name, len, count_access, &value, NULL) == READ_READY ? value : NULL;
 }
 
 /*
@@ -582,7 +578,7 @@ singleton_get(PG_FUNCTION_ARGS)
 	ratelimit_require("singleton_get");
 
 	COUNT(gets, 1);
-	value = registry_read(VARDATA_ANY(name), len, true, NULL);
+	value = registry_read(VARDATA_ANY(name), len, true);
 	if (value == NULL)
 	{
 		COUNT(misses, 1);
@@ -1205,11 +1201,8 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	dsa_pointer chunk;
 	Size		size = (Size) rec->namelen + rec->typelen + rec->valuelen;
 
-	chunk = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
-	if (!DsaPointerIsValid(chunk))
-		singleton_error_full(size);
-	account_memory((int64) size);
-	memcpy(dsa_get_address(singleton_area, chunk), bytes, size);
+	chunk = chunk_build(bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
+						bytes + rec->namelen + rec->typelen, rec->valuelen);
 
 	singleton_lookup_key(&key, rec->dbid, bytes, rec->namelen);
 	e = find_or_insert(singleton_registry, &key, &found, chunk, size);

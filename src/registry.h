@@ -98,6 +98,9 @@ extern bool registry_copy_entry(Oid dbid, const char *name, int len,
 extern bool registry_restore_entry(const PersistRecord *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
 extern void account_memory(int64 delta);
+extern dsa_pointer chunk_build(const char *name, int namelen, const char *type,
+							   int typelen, const void *value, uint32 valuelen);
+extern void chunk_free(dsa_pointer dp, Size size);
 extern void check_value_size(Jsonb *value);
 extern const char *jsonb_type_label(Jsonb *jb);
 extern bool registry_initializing(const char *name, int len, int *creator_pid);

@@ -167,8 +167,7 @@ singleton_lookup_key(SingletonKey *key, Oid dbid, const char *name, int len)
 
 /* registry.c */
 extern void singleton_check_name(const char *name, int len);
-extern Jsonb *registry_read(const char *name, int len, bool count_access,
-							bool *initializing);
+extern Jsonb *registry_read(const char *name, int len, bool count_access);
 
 /* ratelimit.c */
 extern bool ratelimit_admit(void);
