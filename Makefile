@@ -27,4 +27,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every object depends on the shared-memory layout in the headers.
-$(OBJS): src/singleton.h src/registry.h src/worker.h
+$(OBJS): src/compat.h src/singleton.h src/registry.h src/worker.h

@@ -283,7 +283,8 @@ wait_for_factory(const char *name, int len, int creator_pid,
 			sleep_ms = Min(sleep_ms, singleton_wait_timeout - waited_ms);
 		}
 
-		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+		(void) ConditionVariableTimedSleep(cv, sleep_ms,
+										  singleton_wait_event(SINGLETON_WAIT_FACTORY));
 	}
 	ConditionVariableCancelSleep();
 	pg_atomic_write_u32(&me->waiting_for_pid, 0);

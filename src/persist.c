@@ -122,7 +122,7 @@ persist_wait_for_load(void)
 			break;
 		}
 		(void) ConditionVariableTimedSleep(&singleton_shared->persist.load_cv, 100,
-										   PG_WAIT_EXTENSION);
+										   singleton_wait_event(SINGLETON_WAIT_LOAD));
 	}
 	ConditionVariableCancelSleep();
 }
@@ -530,7 +530,7 @@ singleton_persist_main(Datum main_arg)
 		}
 		rc = WaitLatch(MyLatch,
 					   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (timeout >= 0 ? WL_TIMEOUT : 0),
-					   timeout, PG_WAIT_EXTENSION);
+					   timeout, singleton_wait_event(SINGLETON_WAIT_PERSIST));
 		(void) rc;
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();

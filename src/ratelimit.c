@@ -34,7 +34,7 @@ PG_FUNCTION_INFO_V1(singleton_reset);
 PG_FUNCTION_INFO_V1(singleton_rate_limit);
 
 #define NS_PER_SEC		INT64CONST(1000000000)
-#define NS_PER_US		1000
+#define LIMITER_NS_PER_US	1000
 /* Durations are clamped here (about 146 years) so stored times fit int64. */
 #define LIMITER_NS_MAX	(INT64CONST(1) << 62)
 
@@ -159,7 +159,7 @@ interval_from_ns(int128 ns)
 	Interval   *iv = palloc0(sizeof(Interval));
 
 	/* round up: waiting this long is always enough */
-	iv->time = (int64) ((ns + NS_PER_US - 1) / NS_PER_US);
+	iv->time = (int64) ((ns + LIMITER_NS_PER_US - 1) / LIMITER_NS_PER_US);
 	return iv;
 }
 
@@ -282,6 +282,10 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("quantity must not be negative")));
 
+	if (!SINGLETON_INTERVAL_IS_FINITE(period))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("period must be finite")));
 	period_us = (int128) period->time +
 		(int128) period->day * USECS_PER_DAY +
 		(int128) period->month * DAYS_PER_MONTH * USECS_PER_DAY;
@@ -289,7 +293,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("period must be positive")));
-	period_ns = Min(period_us * NS_PER_US, (int128) LIMITER_NS_MAX);
+	period_ns = Min(period_us * LIMITER_NS_PER_US, (int128) LIMITER_NS_MAX);
 
 	now = (int64) singleton_now_ns();
 	limiter_sweep(now);

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "common/int.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"

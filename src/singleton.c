@@ -19,18 +19,18 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
 #include "singleton.h"
 #include "registry.h"
 #include "worker.h"
 
-PG_MODULE_MAGIC;
+SINGLETON_MODULE_MAGIC("1.1");
 
 /* Size of the DSA area's first segment, carved out of the fixed part. */
 #define SINGLETON_DSA_INPLACE_SIZE	(256 * 1024)
@@ -54,26 +54,27 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
 
+/* The tranche is filled in at run time. */
 static const dshash_parameters registry_params = {
-	sizeof(SingletonKey),
-	sizeof(RegistryEntry),
-	singleton_key_compare,
-	singleton_key_hash,
-	0							/* tranche filled in at run time */
+	.key_size = sizeof(SingletonKey),
+	.entry_size = sizeof(RegistryEntry),
+	.compare_function = singleton_key_compare,
+	.hash_function = singleton_key_hash,
+	SINGLETON_DSHASH_COPY
 };
 
 static const dshash_parameters limiter_params = {
-	sizeof(SingletonKey),
-	sizeof(LimiterEntry),
-	singleton_key_compare,
-	singleton_key_hash,
-	0
+	.key_size = sizeof(SingletonKey),
+	.entry_size = sizeof(LimiterEntry),
+	.compare_function = singleton_key_compare,
+	.hash_function = singleton_key_hash,
+	SINGLETON_DSHASH_COPY
 };
 
 static int
 counter_slot_count(void)
 {
-	/* one slot per BackendId, plus one shared overflow slot */
+	/* one slot per backend PGPROC, plus one shared overflow slot */
 	return MaxBackends + 1;
 }
 
@@ -362,19 +363,19 @@ singleton_attach(void)
 	MemoryContextSwitchTo(oldcxt);
 
 	/* see the entries restored from the last snapshot, once */
-	if (!IsBackgroundWorker)
+	if (MyBackendType != B_BG_WORKER)
 		persist_wait_for_load();
 }
 
 SingletonCounters *
 singleton_my_counters(void)
 {
-	int			slot = MyBackendId;
+	int			slot = SINGLETON_MY_PROC_INDEX();
 
-	/* BackendIds are 1..MaxBackends; the last slot catches anything else */
-	if (slot < 1 || slot >= singleton_shared->nslots)
-		slot = singleton_shared->nslots;
-	return &singleton_slots[slot - 1].c;
+	/* backends are 0..MaxBackends-1; the last slot catches anything else */
+	if (slot < 0 || slot >= singleton_shared->nslots - 1)
+		slot = singleton_shared->nslots - 1;
+	return &singleton_slots[slot].c;
 }
 
 void
@@ -407,6 +408,30 @@ singleton_register_worker(const char *name, const char *function,
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s", name);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&bgw);
+}
+
+/*
+ * The wait event to report for one of our waits: a named one on 17 and
+ * later (registered once per process), "Extension" before.
+ */
+uint32
+singleton_wait_event(SingletonWait which)
+{
+#ifdef SINGLETON_NAMED_WAIT_EVENTS
+	static const char *const names[SINGLETON_WAIT_COUNT] = {
+		[SINGLETON_WAIT_FACTORY] = "SingletonFactory",
+		[SINGLETON_WAIT_LOAD] = "SingletonSnapshotLoad",
+		[SINGLETON_WAIT_LAUNCHER] = "SingletonLauncherMain",
+		[SINGLETON_WAIT_PERSIST] = "SingletonPersistMain",
+	};
+	static uint32 ids[SINGLETON_WAIT_COUNT];
+
+	if (ids[which] == 0)
+		ids[which] = WaitEventExtensionNew(names[which]);
+	return ids[which];
+#else
+	return PG_WAIT_EXTENSION;
+#endif
 }
 
 uint64

@@ -21,6 +21,7 @@
 
 #include "postgres.h"
 
+#include "compat.h"
 #include "lib/dshash.h"
 #include "lib/stringinfo.h"
 #include "port/atomics.h"
@@ -45,7 +46,7 @@ extern int	singleton_ops_per_second;
 
 /*
  * Per-backend counters.  Each slot is written by the backend that owns the
- * BackendId (with uncontended atomic adds) and summed by readers, so the hot
+ * PGPROC index (with uncontended atomic adds) and summed by readers, so the hot
  * path never bounces a shared cache line between cores.  Slots outlive their
  * backends: the sums are instance totals since server start.
  */
@@ -127,8 +128,20 @@ extern dshash_table *singleton_limiters;
 extern void singleton_require_loaded(void);
 extern void singleton_attach(void);
 extern SingletonCounters *singleton_my_counters(void);
-extern void singleton_error_full(Size request) pg_attribute_noreturn();
+pg_noreturn extern void singleton_error_full(Size request);
 extern uint64 singleton_now_ns(void);
+
+/* What a process of ours waits for, shown in pg_stat_activity. */
+typedef enum SingletonWait
+{
+	SINGLETON_WAIT_FACTORY,		/* another session's factory */
+	SINGLETON_WAIT_LOAD,		/* the snapshot load at startup */
+	SINGLETON_WAIT_LAUNCHER,	/* the job launcher's idle loop */
+	SINGLETON_WAIT_PERSIST,		/* the persist worker's idle loop */
+	SINGLETON_WAIT_COUNT
+} SingletonWait;
+
+extern uint32 singleton_wait_event(SingletonWait which);
 extern void singleton_register_worker(const char *name, const char *function,
 									  BgWorkerStartTime start_time, int flags);
 

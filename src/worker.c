@@ -542,7 +542,8 @@ singleton_launcher_main(Datum main_arg)
 		PG_END_TRY();
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+						 LAUNCHER_NAPTIME_MS,
+						 singleton_wait_event(SINGLETON_WAIT_LAUNCHER));
 		ResetLatch(MyLatch);
 	}
 }
@@ -582,6 +583,9 @@ result_tag(int ret, uint64 processed)
 			tag = "DELETE";
 			break;
 		case SPI_OK_MERGE:
+#ifdef SPI_OK_MERGE_RETURNING
+		case SPI_OK_MERGE_RETURNING:
+#endif
 			tag = "MERGE";
 			break;
 		default:

@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Every difference between the PostgreSQL majors singleton supports
+ *		(15 to 18), in one place.
+ *
+ * Feature tests are used where the server headers define a macro for the
+ * feature; PG_VERSION_NUM where they do not.  What differs:
+ *
+ *	- 17 renamed BackendId (1-based, storage/backendid.h) to ProcNumber
+ *	  (0-based, storage/procnumber.h): SINGLETON_MY_PROC_INDEX() is 0-based.
+ *	- 17 added dshash_parameters.copy_function, before tranche_id; callers
+ *	  must use designated initializers and SINGLETON_DSHASH_COPY.
+ *	- 17 added named custom wait events (WaitEventExtensionNew); 15 and 16
+ *	  report every wait as "Extension".
+ *	- 17 added infinite intervals (INTERVAL_NOT_FINITE) and
+ *	  SPI_OK_MERGE_RETURNING.
+ *	- 18 replaced pg_attribute_noreturn() (after a declaration) with
+ *	  pg_noreturn (before it), and added PG_MODULE_MAGIC_EXT.
+ *
+ * Nothing else in src/ tests PG_VERSION_NUM.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SINGLETON_COMPAT_H
+#define SINGLETON_COMPAT_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "lib/dshash.h"
+#include "miscadmin.h"
+
+#if PG_VERSION_NUM < 150000
+#error "singleton needs PostgreSQL 15 or later"
+#endif
+
+/* Declaration prefix for functions that do not return. */
+#ifndef pg_noreturn
+#define pg_noreturn pg_attribute_noreturn()
+#endif
+
+/* This process's 0-based index among PGPROCs (negative if it has none). */
+#if PG_VERSION_NUM >= 170000
+#include "storage/procnumber.h"
+#define SINGLETON_MY_PROC_INDEX()	((int) MyProcNumber)
+#else
+#include "storage/backendid.h"
+#define SINGLETON_MY_PROC_INDEX()	((int) MyBackendId - 1)
+#endif
+
+/* dshash copies keys with this function since 17 (a field to set). */
+#if PG_VERSION_NUM >= 170000
+#define SINGLETON_DSHASH_COPY		.copy_function = dshash_memcpy,
+#else
+#define SINGLETON_DSHASH_COPY
+#endif
+
+/* Named custom wait events. */
+#if PG_VERSION_NUM >= 170000
+#define SINGLETON_NAMED_WAIT_EVENTS 1
+#endif
+
+/* Infinite intervals exist since 17. */
+#ifdef INTERVAL_NOT_FINITE
+#define SINGLETON_INTERVAL_IS_FINITE(i)	(!INTERVAL_NOT_FINITE(i))
+#else
+#define SINGLETON_INTERVAL_IS_FINITE(i)	true
+#endif
+
+/* Module magic; 18 can also carry the name and version. */
+#ifdef PG_MODULE_MAGIC_EXT
+#define SINGLETON_MODULE_MAGIC(ver) \
+	PG_MODULE_MAGIC_EXT(.name = "singleton", .version = (ver))
+#else
+#define SINGLETON_MODULE_MAGIC(ver) PG_MODULE_MAGIC
+#endif
+
+#endif							/* SINGLETON_COMPAT_H */
