@@ -12,7 +12,8 @@ cluster_start() {
 	shift
 	CLUSTER_DIR=$(mktemp -d /tmp/singleton-cluster.XXXXXX)
 	[ "$(id -u)" -eq 0 ] && chown "$RUN_USER" "$CLUSTER_DIR"
-	as_user "initdb -D '$CLUSTER_DIR/data' -A trust -U postgres >'$CLUSTER_DIR/initdb.log' 2>&1"
+	as_user "initdb -D '$CLUSTER_DIR/data' -A trust -U postgres >'$CLUSTER_DIR/initdb.log' 2>&1" ||
+		{ cat "$CLUSTER_DIR/initdb.log" >&2; return 1; }
 	{
 		echo "shared_preload_libraries = 'singleton'"
 		echo "listen_addresses = ''"
@@ -21,7 +22,12 @@ cluster_start() {
 		local line
 		for line in "$@"; do echo "$line"; done
 	} | as_user "cat >> '$CLUSTER_DIR/data/postgresql.conf'"
-	as_user "pg_ctl -D '$CLUSTER_DIR/data' -l '$CLUSTER_DIR/server.log' -w start >/dev/null"
+	if ! as_user "pg_ctl -D '$CLUSTER_DIR/data' -l '$CLUSTER_DIR/server.log' -w start >/dev/null"; then
+		# the log is all a user has to go on: show it before it is removed
+		log "the server did not start; the end of its log:"
+		tail -40 "$CLUSTER_DIR/server.log" >&2 || true
+		return 1
+	fi
 	export PGHOST=$CLUSTER_DIR PGPORT=$CLUSTER_PORT PGUSER=postgres
 }
 
