@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -153,6 +154,7 @@ jobs_append_stats(StringInfo buf)
 	uint64		i;
 	int			j;
 	bool		first = true;
+	int			nestlevel;
 
 	appendStringInfoString(buf, ", \"jobs\": ");
 	if (strcmp(get_database_name(MyDatabaseId), singleton_database) != 0 ||
@@ -162,8 +164,16 @@ jobs_append_stats(StringInfo buf)
 		return;
 	}
 
+	/*
+	 * The caller's search_path may lead to a schema another role can create
+	 * in: pin it, and qualify every function and operator as well.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	SPI_connect();
-	sql = psprintf("SELECT status, count(*) FROM %s.singleton_job_run GROUP BY status", schema);
+	sql = psprintf("SELECT status, pg_catalog.count(*) FROM %s.singleton_job_run GROUP BY status", schema);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not count job runs");
 	for (i = 0; i < SPI_processed; i++)
@@ -176,7 +186,8 @@ jobs_append_stats(StringInfo buf)
 			if (strcmp(status, statuses[j]) == 0)
 				counts[j] = n;
 	}
-	sql = psprintf("SELECT avg(extract(epoch FROM finished_at - started_at) * 1000)::float8"
+	sql = psprintf("SELECT pg_catalog.avg(pg_catalog.date_part('epoch', finished_at OPERATOR(pg_catalog.-) started_at)"
+				   "                      OPERATOR(pg_catalog.*) 1000::pg_catalog.float8)"
 				   " FROM %s.singleton_job_run WHERE finished_at IS NOT NULL AND started_at IS NOT NULL",
 				   schema);
 	if (SPI_execute(sql, true, 0) == SPI_OK_SELECT && SPI_processed == 1)
@@ -187,6 +198,7 @@ jobs_append_stats(StringInfo buf)
 			mean_ms = DatumGetFloat8(d);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
 
 	appendStringInfoChar(buf, '{');
 	for (j = 0; j < 6; j++)
