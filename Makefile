@@ -11,7 +11,7 @@ OBJS = \
 	src/persist.o
 
 EXTENSION = singleton
-DATA = singleton--1.0.sql
+DATA = singleton--1.0.sql singleton--1.0--1.1.sql
 PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
 
 # The tests start their own server with the library preloaded.
