@@ -23,7 +23,9 @@ SELECT count(*) FROM singleton_entries;
 -- NULL arguments
 SELECT sqlstate_of($$SELECT singleton_set(NULL, '1')$$);
 SELECT sqlstate_of($$SELECT singleton_set('x', NULL)$$);
-SELECT singleton_get(NULL) IS NULL, singleton_has(NULL) IS NULL, singleton_incr('x', NULL) IS NULL;
+SELECT sqlstate_of($$SELECT singleton_get(NULL)$$);
+SELECT sqlstate_of($$SELECT singleton_has(NULL)$$);
+SELECT sqlstate_of($$SELECT singleton_incr(NULL)$$);
 SELECT singleton_set('private_null', '1', NULL, NULL);
 SELECT private FROM singleton_entries WHERE name = 'private_null';
 SELECT singleton_delete('private_null');

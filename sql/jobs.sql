@@ -169,7 +169,6 @@ SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '-1 second')$$
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '100 microseconds')$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', '25 days')$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', NULL, 0)$$);
-SELECT sqlstate_of($$SELECT singleton_job_create('x', 'SELECT 1', NULL, NULL)$$);
 SELECT sqlstate_of($$SELECT singleton_job_create('refresh', 'SELECT 1')$$);
 SELECT sqlstate_of(format('SELECT singleton_job_update(%s, timeout => %L)', :job, '0 seconds'));
 SELECT sqlstate_of(format('SELECT singleton_job_update(%s, max_attempts => 0)', :job));

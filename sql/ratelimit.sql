@@ -111,7 +111,6 @@ SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit(NULL, 1, 10, '1 second')
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('e', NULL, 10, '1 second')$$);
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('e', 1, NULL, '1 second')$$);
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('e', 1, 10, NULL)$$);
-SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('e', 1, 10, '1 second', NULL)$$);
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('', 1, 10, '1 second')$$);
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit(repeat('k', 256), 1, 10, '1 second')$$);
 SELECT sqlstate_of($$SELECT * FROM singleton_rate_limit('e', 2147483647, 10, '1 second')$$);

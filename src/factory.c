@@ -439,14 +439,8 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 	TimestampTz wait_start = 0;
 
 	singleton_attach();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("singleton name must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("singleton factory must not be null")));
+	singleton_require_arg(fcinfo, 0, "singleton name");
+	singleton_require_arg(fcinfo, 1, "singleton factory");
 	name_t = PG_GETARG_TEXT_PP(0);
 	name = VARDATA_ANY(name_t);
 	len = VARSIZE_ANY_EXHDR(name_t);

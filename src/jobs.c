@@ -4,8 +4,9 @@
  *		SQL-side helpers of the job handler: waking the launcher when a run
  *		is queued, and the jobs/worker parts of stats and health.
  *
- * The job API itself is SQL (singleton--1.0.sql) over two tables guarded by
- * row-level security, so each role manages only its own jobs.
+ * The job API itself is SQL (singleton--1.0.sql, updated by the upgrade
+ * scripts) over two tables guarded by row-level security, so each role
+ * manages only its own jobs.
  *
  *-------------------------------------------------------------------------
  */

@@ -144,15 +144,6 @@ limiter_sweep(int64 now)
 	dshash_seq_term(&status);
 }
 
-static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be null", argname)));
-}
-
 static Interval *
 interval_from_ns(int128 ns)
 {
@@ -250,11 +241,10 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	singleton_attach();
 	/* before any token is spent: fails if the caller cannot take a set */
 	InitMaterializedSRF(fcinfo, 0);
-	require_arg(fcinfo, 0, "key");
-	require_arg(fcinfo, 1, "max_burst");
-	require_arg(fcinfo, 2, "count_per_period");
-	require_arg(fcinfo, 3, "period");
-	require_arg(fcinfo, 4, "quantity");
+	singleton_require_arg(fcinfo, 0, "key");
+	singleton_require_arg(fcinfo, 1, "max_burst");
+	singleton_require_arg(fcinfo, 2, "count_per_period");
+	singleton_require_arg(fcinfo, 3, "period");
 
 	key_t = PG_GETARG_TEXT_PP(0);
 	name = VARDATA_ANY(key_t);
@@ -267,7 +257,8 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	max_burst = PG_GETARG_INT32(1);
 	count = PG_GETARG_INT32(2);
 	period = PG_GETARG_INTERVAL_P(3);
-	quantity = PG_GETARG_INT32(4);
+	/* quantity is optional: NULL means its default, 1 */
+	quantity = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT32(4);
 
 	if (max_burst < 0 || max_burst == PG_INT32_MAX)
 		ereport(ERROR,

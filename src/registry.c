@@ -536,10 +536,7 @@ singleton_set(PG_FUNCTION_ARGS)
 	int			len;
 
 	singleton_attach();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("singleton name must not be null")));
+	singleton_require_arg(fcinfo, 0, "singleton name");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -570,11 +567,14 @@ singleton_set(PG_FUNCTION_ARGS)
 Datum
 singleton_get(PG_FUNCTION_ARGS)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	int			len = VARSIZE_ANY_EXHDR(name);
+	text	   *name;
+	int			len;
 	Jsonb	   *value;
 
 	singleton_attach();
+	singleton_require_arg(fcinfo, 0, "singleton name");
+	name = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
 	ratelimit_require("singleton_get");
 
@@ -592,13 +592,16 @@ singleton_get(PG_FUNCTION_ARGS)
 Datum
 singleton_has(PG_FUNCTION_ARGS)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	int			len = VARSIZE_ANY_EXHDR(name);
+	text	   *name;
+	int			len;
 	SingletonKey key;
 	RegistryEntry *e;
 	bool		result = false;
 
 	singleton_attach();
+	singleton_require_arg(fcinfo, 0, "singleton name");
+	name = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
 	if (!ratelimit_admit())
 		PG_RETURN_BOOL(false);
@@ -616,13 +619,17 @@ singleton_has(PG_FUNCTION_ARGS)
 Datum
 singleton_delete(PG_FUNCTION_ARGS)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	const char *str = VARDATA_ANY(name);
-	int			len = VARSIZE_ANY_EXHDR(name);
+	text	   *name;
+	const char *str;
+	int			len;
 	SingletonKey key;
 	Oid			ok_owner = GetUserId();
 
 	singleton_attach();
+	singleton_require_arg(fcinfo, 0, "singleton name");
+	name = PG_GETARG_TEXT_PP(0);
+	str = VARDATA_ANY(name);
+	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(str, len);
 	if (!ratelimit_admit())
 		PG_RETURN_BOOL(false);
@@ -747,20 +754,27 @@ error_out_of_range(const char *name, int len)
 Datum
 singleton_incr(PG_FUNCTION_ARGS)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	int64		delta = PG_GETARG_INT64(1);
-	const char *str = VARDATA_ANY(name);
-	int			len = VARSIZE_ANY_EXHDR(name);
+	text	   *name;
+	int64		delta;
+	const char *str;
+	int			len;
 	SingletonKey key;
 	Oid			userid = GetUserId();
 	Oid			ok_owner = userid;
 	volatile dsa_pointer chunk = InvalidDsaPointer;
-	Size		chunk_size = (Size) len + strlen("counter");
+	Size		chunk_size;
 	Size		bufsize = READ_BUFFER_INITIAL;
 	char	   *buf = NULL;
 	int64		result = 0;
 
 	singleton_attach();
+	singleton_require_arg(fcinfo, 0, "singleton name");
+	name = PG_GETARG_TEXT_PP(0);
+	/* delta is optional: NULL means its default, 1 */
+	delta = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
+	str = VARDATA_ANY(name);
+	len = VARSIZE_ANY_EXHDR(name);
+	chunk_size = (Size) len + strlen("counter");
 	singleton_check_name(str, len);
 	ratelimit_require("singleton_incr");
 

@@ -367,6 +367,21 @@ singleton_attach(void)
 		persist_wait_for_load();
 }
 
+/*
+ * The rule for NULL arguments of the SQL API: a NULL for a required argument
+ * (one without a DEFAULT) raises 22004 naming it; the functions are CALLED ON
+ * NULL INPUT, so they call this before fetching such an argument.  A NULL
+ * for an optional argument means its default, which the caller supplies.
+ */
+void
+singleton_require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
 SingletonCounters *
 singleton_my_counters(void)
 {

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "compat.h"
+#include "fmgr.h"
 #include "lib/dshash.h"
 #include "lib/stringinfo.h"
 #include "port/atomics.h"
@@ -127,6 +128,8 @@ extern dshash_table *singleton_limiters;
 /* singleton.c */
 extern void singleton_require_loaded(void);
 extern void singleton_attach(void);
+extern void singleton_require_arg(FunctionCallInfo fcinfo, int argno,
+								  const char *what);
 extern SingletonCounters *singleton_my_counters(void);
 pg_noreturn extern void singleton_error_full(Size request);
 extern uint64 singleton_now_ns(void);
