@@ -1,7 +1,9 @@
 -- Attack: a role that can create in a schema on an administrator's
 -- search_path shadows operators there, hoping the extension's own queries
 -- pick them up and run its code with the administrator's rights.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS singleton;
+RESET client_min_messages;
 CREATE ROLE sp_attacker LOGIN;
 GRANT CREATE ON SCHEMA public TO sp_attacker;
 CREATE TABLE sp_canary (ran_as text);
