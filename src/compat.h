@@ -14,7 +14,8 @@
  *	- 17 added named custom wait events (WaitEventExtensionNew); 15 and 16
  *	  report every wait as "Extension".
  *	- 17 added infinite intervals (INTERVAL_NOT_FINITE) and
- *	  SPI_OK_MERGE_RETURNING.
+ *	  SPI_OK_MERGE_RETURNING, and made the postmaster's list of registered
+ *	  background workers a dlist (an slist before).
  *	- 18 replaced pg_attribute_noreturn() (after a declaration) with
  *	  pg_noreturn (before it), and added PG_MODULE_MAGIC_EXT.
  *
@@ -67,6 +68,17 @@
 #define SINGLETON_INTERVAL_IS_FINITE(i)	(!INTERVAL_NOT_FINITE(i))
 #else
 #define SINGLETON_INTERVAL_IS_FINITE(i)	true
+#endif
+
+/* Iterating over the postmaster's registered background workers. */
+#if PG_VERSION_NUM >= 170000
+#define SINGLETON_BGW_ITER				dlist_iter
+#define SINGLETON_BGW_FOREACH(it)		dlist_foreach(it, &BackgroundWorkerList)
+#define SINGLETON_BGW_CURRENT(it)		dlist_container(RegisteredBgWorker, rw_lnode, (it).cur)
+#else
+#define SINGLETON_BGW_ITER				slist_iter
+#define SINGLETON_BGW_FOREACH(it)		slist_foreach(it, &BackgroundWorkerList)
+#define SINGLETON_BGW_CURRENT(it)		slist_container(RegisteredBgWorker, rw_lnode, (it).cur)
 #endif
 
 /* Module magic; 18 can also carry the name and version. */

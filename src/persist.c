@@ -9,8 +9,11 @@
  * the snapshot file once per shared-memory lifetime (at start, and again
  * after a crash reinitialised shared memory), then writes a snapshot every
  * singleton.persist_interval and a last one when it is told to stop at a
- * clean shutdown.  Backends wait briefly for the load before their first
- * registry operation, so sessions see the restored entries.
+ * clean shutdown.  Every other process (sessions, factories, job runs)
+ * waits for the load before its first registry operation, however long it
+ * takes: a write before the load could take over a name the snapshot gives
+ * to another role.  If the worker could not be registered at all, there is
+ * no load and nothing to wait for.
  *
  * The file: a header (magic, format version), one record per ready entry
  * (PersistRecord, then name, type and value bytes), and a trailer with the
@@ -19,6 +22,8 @@
  * at a time under their partition lock and written after it is released.
  * A file that is truncated, corrupt or of another format is moved aside
  * with a WARNING and the registry starts empty; loading never fails startup.
+ * A good file that could not be loaded in full (the registry filled up) is
+ * moved aside too, so that it is kept whole while snapshots go on.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,6 +38,7 @@
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/bgworker_internals.h"
 #include "postmaster/interrupt.h"
 #include "storage/condition_variable.h"
 #include "storage/fd.h"
@@ -53,8 +59,6 @@ PGDLLEXPORT void singleton_persist_main(Datum main_arg);
 #define SNAPSHOT_TMP		"singleton.snapshot.tmp"
 #define SNAPSHOT_MAGIC		0x53474C54	/* "SGLT" */
 #define SNAPSHOT_VERSION	1
-/* How long a backend waits for the load before going ahead without it. */
-#define LOAD_WAIT_MS		10000
 
 bool		singleton_persist = true;
 int			singleton_persist_interval = 60;
@@ -74,6 +78,9 @@ typedef struct SnapshotTrailer
 #define TRAILER_CRC_OFFSET	offsetof(SnapshotTrailer, crc)
 
 static volatile sig_atomic_t shutdown_requested = false;
+
+/* This process is the persist worker, which does the load. */
+static bool am_loader = false;
 
 /*
  * Set when the snapshot could not be loaded in full for a reason other than
@@ -100,30 +107,44 @@ finish_load(void)
 }
 
 /*
- * Called by backends before their first registry operation: wait until the
- * snapshot has been loaded, for at most LOAD_WAIT_MS (say, if no worker
- * slot was free to start the persist worker).
+ * Is the persist worker among the postmaster's registered background
+ * workers?  Called in the postmaster when shared memory is set up.  It is
+ * not when max_worker_processes left no room for it, or in binary-upgrade
+ * mode; then no load will ever happen.
+ */
+bool
+persist_loader_registered(void)
+{
+	SINGLETON_BGW_ITER it;
+
+	SINGLETON_BGW_FOREACH(it)
+	{
+		RegisteredBgWorker *rw = SINGLETON_BGW_CURRENT(it);
+
+		if (strcmp(rw->rw_worker.bgw_library_name, "singleton") == 0 &&
+			strcmp(rw->rw_worker.bgw_function_name, "singleton_persist_main") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Called by every process but the loader before its first registry
+ * operation: wait until the snapshot has been loaded.  There is no time
+ * limit (the load of a large registry takes seconds), but the wait can be
+ * cancelled like any query.  If the worker dies while loading, it is
+ * restarted and loads again.
  */
 void
 persist_wait_for_load(void)
 {
-	TimestampTz start;
-
-	if (pg_atomic_read_u32(&singleton_shared->persist.loaded) || !IsUnderPostmaster)
+	if (am_loader || pg_atomic_read_u32(&singleton_shared->persist.loaded) ||
+		!IsUnderPostmaster)
 		return;
-	start = GetCurrentTimestamp();
 	ConditionVariablePrepareToSleep(&singleton_shared->persist.load_cv);
 	while (!pg_atomic_read_u32(&singleton_shared->persist.loaded))
-	{
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), LOAD_WAIT_MS))
-		{
-			ereport(WARNING,
-					(errmsg("singleton registry snapshot is not loaded yet; going ahead without it")));
-			break;
-		}
-		(void) ConditionVariableTimedSleep(&singleton_shared->persist.load_cv, 100,
+		(void) ConditionVariableTimedSleep(&singleton_shared->persist.load_cv, 1000,
 										   singleton_wait_event(SINGLETON_WAIT_LOAD));
-	}
 	ConditionVariableCancelSleep();
 }
 
@@ -483,6 +504,7 @@ singleton_persist_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("singleton persist");
+	am_loader = true;
 	singleton_attach();
 
 	if (!pg_atomic_read_u32(&singleton_shared->persist.loaded))

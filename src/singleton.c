@@ -198,6 +198,10 @@ singleton_shmem_startup(void)
 		dsa_detach(area);
 	}
 
+	/* with nobody to load the snapshot, nobody may wait for it */
+	if (!found && !persist_loader_registered())
+		pg_atomic_write_u32(&singleton_shared->persist.loaded, 1);
+
 	worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -324,6 +328,10 @@ singleton_require_loaded(void)
 /*
  * Attach this backend to the DSA area and both tables, once.  The mappings
  * live in TopMemoryContext and survive transaction ends.
+ *
+ * No process but the loader gets past here before the snapshot load has
+ * finished: the wait comes before the attachment that the fast path tests,
+ * so a cancelled wait is simply waited again by the next call.
  */
 void
 singleton_attach(void)
@@ -335,6 +343,7 @@ singleton_attach(void)
 		return;
 
 	singleton_require_loaded();
+	persist_wait_for_load();
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	if (singleton_area == NULL)
@@ -361,10 +370,6 @@ singleton_attach(void)
 										   singleton_area);
 	}
 	MemoryContextSwitchTo(oldcxt);
-
-	/* see the entries restored from the last snapshot, once */
-	if (MyBackendType != B_BG_WORKER)
-		persist_wait_for_load();
 }
 
 /*

@@ -196,6 +196,7 @@ extern void factory_init_backend(void);
 extern bool singleton_persist;
 extern int	singleton_persist_interval;
 extern void persist_register_worker(void);
+extern bool persist_loader_registered(void);
 extern void persist_wait_for_load(void);
 extern void persist_append_health(StringInfo buf);
 

@@ -228,7 +228,8 @@ singleton_health(PG_FUNCTION_ARGS)
 	double		pct;
 	bool		full;
 
-	singleton_attach();
+	/* fixed shared memory only: answers at once, also while loading */
+	singleton_require_loaded();
 	used = pg_atomic_read_u64(&singleton_shared->memory_used);
 	limit = singleton_shared->memory_limit;
 	pct = limit > 0 ? 100.0 * (double) used / (double) limit : 0.0;
@@ -241,7 +242,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	append_key(&buf, "registry_full", &first);
 	appendStringInfoString(&buf, full ? "true" : "false");
 	append_key(&buf, "shared_memory", &first);
-	appendStringInfoString(&buf, singleton_area != NULL ? "true" : "false");
+	appendStringInfoString(&buf, singleton_shared != NULL ? "true" : "false");
 	append_u64(&buf, "entries", pg_atomic_read_u32(&singleton_shared->entry_count), &first);
 	append_u64(&buf, "memory_used_bytes", used, &first);
 	append_u64(&buf, "memory_limit_bytes", limit, &first);
