@@ -27,10 +27,12 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -360,6 +362,13 @@ run_factory(const char *name, int len, const char *query)
 
 	d = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &isnull);
 	typid = SPI_gettypeid(desc, 1);
+	/* void and the like have no JSON form (record has one) */
+	if (get_typtype(typid) == TYPTYPE_PSEUDO && typid != RECORDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("factory of singleton \"%.*s\" returned a value of type %s",
+						len, name, format_type_be(typid)),
+				 errhint("A factory must return a value that has a JSON form, such as SELECT 1 or SELECT pg_sleep(0)::text.")));
 	if (isnull)
 	{
 		JsonbValue	jv;
@@ -469,13 +478,30 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		Jsonb	   *value = NULL;
+		Oid			owner = InvalidOid;
 		int			creator_pid = 0;
 		uint64		generation = 0;
 		FactoryProbe probe;
 
-		probe = registry_factory_probe(name, len, &value, &creator_pid, &generation);
+		probe = registry_factory_probe(name, len, &value, &owner, &creator_pid,
+									   &generation);
 		if (probe == PROBE_READY)
 		{
+			/*
+			 * A caller that asks for a private entry must not be handed a
+			 * value another role put there first (say, to poison a secret).
+			 */
+			if (private && !has_privs_of_role(GetUserId(), owner))
+			{
+				const char *holder = GetUserNameFromId(owner, true);
+
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("singleton \"%.*s\" belongs to another role", len, name),
+						 errdetail("A private entry was asked for, but the name is held by role \"%s\".",
+								   holder ? holder : "(dropped)"),
+						 errhint("Use a name no other role can take, or have an administrator delete the entry.")));
+			}
 			COUNT(hits, 1);
 			if (waited)
 				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
@@ -510,7 +536,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 		{
 			instr_time	start;
 			instr_time	duration;
-			bool		stored;
+			FactoryOutcome outcome;
 			Jsonb	   *current;
 
 			COUNT(misses, 1);
@@ -530,10 +556,10 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 				INSTR_TIME_SET_CURRENT(duration);
 				INSTR_TIME_SUBTRACT(duration, start);
 				check_value_size(value);
-				stored = registry_factory_complete(name, len, generation, value,
-												   type ? type : jsonb_type_label(value),
-												   private,
-												   (int64) INSTR_TIME_GET_MICROSEC(duration));
+				outcome = registry_factory_complete(name, len, generation, value,
+													type ? type : jsonb_type_label(value),
+													private,
+													(int64) INSTR_TIME_GET_MICROSEC(duration));
 			}
 			PG_CATCH();
 			{
@@ -544,8 +570,11 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 
 			npending--;
 			wake_waiters(MyDatabaseId, name, len);
-			if (stored)
+			if (outcome != FACTORY_DISPLACED)
+			{
+				/* stored, or the flight was deleted: our own value either way */
 				PG_RETURN_JSONB_P(value);
+			}
 
 			/* a singleton_set won the race: everyone sees its value */
 			current = registry_read(name, len, false);

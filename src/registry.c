@@ -291,7 +291,7 @@ remove_locked_entry(RegistryEntry *e)
  */
 static ReadState
 read_entry(const char *name, int len, bool count_access, Jsonb **value,
-		   int *creator_pid)
+		   int *creator_pid, Oid *owner_out)
 {
 	SingletonKey key;
 	Oid			ok_owner = GetUserId();
@@ -343,6 +343,8 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 
 		kind = e->kind;
 		ival = e->ival;
+		if (owner_out)
+			*owner_out = e->owner;
 		if (kind == VALUE_JSONB)
 			memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
 		if (count_access)
@@ -388,7 +390,7 @@ registry_read(const char *name, int len, bool count_access)
 {
 	Jsonb	   *value = NULL;
 
-	return read_entry(name, len, count_access, &value, NULL) == READ_READY ? value : NULL;
+	return read_entry(name, len, count_access, &value, NULL, NULL) == READ_READY ? value : NULL;
 }
 
 /*
@@ -517,7 +519,13 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 		else
 			init_new_entry(e, len, userid, now);
 
-		fill_ready(e, chunk, typelen, kind, ival, valuelen, private, now);
+		{
+			int32		displaced_pid = was_initializing ? e->creator_pid : 0;
+
+			fill_ready(e, chunk, typelen, kind, ival, valuelen, private, now);
+			/* tell the displaced creator that a set, not a delete, ended it */
+			e->creator_pid = displaced_pid;
+		}
 		dshash_release_lock(singleton_registry, e);
 
 		if (DsaPointerIsValid(old))
@@ -624,6 +632,7 @@ singleton_delete(PG_FUNCTION_ARGS)
 	int			len;
 	SingletonKey key;
 	Oid			ok_owner = GetUserId();
+	bool		was_initializing;
 
 	singleton_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
@@ -650,12 +659,15 @@ singleton_delete(PG_FUNCTION_ARGS)
 			ok_owner = owner;
 			continue;
 		}
-		if (e->state == ENTRY_INITIALIZING)
-		{
-			dshash_release_lock(singleton_registry, e);
-			error_initializing(str, len);
-		}
+		/*
+		 * An initializing entry is a flight: deleting it (only a role with
+		 * the creator's privileges gets here) abandons the flight.  The
+		 * creator's factory then stores nothing, and waiters start anew.
+		 */
+		was_initializing = (e->state == ENTRY_INITIALIZING);
 		remove_locked_entry(e);
+		if (was_initializing)
+			ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, str, len));
 		COUNT(deletes, 1);
 		PG_RETURN_BOOL(true);
 	}
@@ -665,27 +677,28 @@ singleton_delete(PG_FUNCTION_ARGS)
  * Remember privilege answers per owner during one clear, so a registry with
  * many entries of few owners does few catalog lookups.
  */
-typedef struct OwnerVerdict
-{
-	Oid			owner;
-	bool		allowed;
-} OwnerVerdict;
-
-static bool
-may_write_cached(Oid owner, OwnerVerdict *cache, int *ncache)
+/*
+ * Does the current role have the privileges of "owner"?  has_privs_of_role
+ * walks role memberships, so scans over many entries remember the answer
+ * for the first owners they meet.
+ */
+bool
+registry_has_owner_privs(Oid owner, OwnerPrivCache *cache)
 {
 	int			i;
 	bool		allowed;
 
-	for (i = 0; i < *ncache; i++)
-		if (cache[i].owner == owner)
-			return cache[i].allowed;
+	if (owner == GetUserId())
+		return true;
+	for (i = 0; i < cache->n; i++)
+		if (cache->owner[i] == owner)
+			return cache->allowed[i];
 	allowed = has_privs_of_role(GetUserId(), owner);
-	if (*ncache < 64)
+	if (cache->n < OWNER_PRIV_CACHE_SIZE)
 	{
-		cache[*ncache].owner = owner;
-		cache[*ncache].allowed = allowed;
-		(*ncache)++;
+		cache->owner[cache->n] = owner;
+		cache->allowed[cache->n] = allowed;
+		cache->n++;
 	}
 	return allowed;
 }
@@ -697,8 +710,7 @@ singleton_clear(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 	int64		removed = 0;
-	OwnerVerdict cache[64];
-	int			ncache = 0;
+	OwnerPrivCache cache = {0};
 
 	singleton_attach();
 	if (!ratelimit_admit())
@@ -712,7 +724,7 @@ singleton_clear(PG_FUNCTION_ARGS)
 		int			len = strlen(snap[i].name);
 
 		if (snap[i].state != ENTRY_READY ||
-			!may_write_cached(snap[i].owner, cache, &ncache))
+			!registry_has_owner_privs(snap[i].owner, &cache))
 			continue;
 
 		singleton_lookup_key(&key, MyDatabaseId, snap[i].name, len);
@@ -968,6 +980,16 @@ registry_snapshot(Oid dbid, int *count)
 	}
 }
 
+/*
+ * A private entry's size, use and timing say something about its value (its
+ * length, who reads it when): only roles that may read it see them.
+ */
+bool
+registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache)
+{
+	return s->private && !registry_has_owner_privs(s->owner, cache);
+}
+
 Datum
 singleton_entries(PG_FUNCTION_ARGS)
 {
@@ -975,6 +997,7 @@ singleton_entries(PG_FUNCTION_ARGS)
 	EntrySnapshot *snap;
 	int			n;
 	int			i;
+	OwnerPrivCache cache = {0};
 
 	singleton_attach();
 	InitMaterializedSRF(fcinfo, 0);
@@ -985,6 +1008,7 @@ singleton_entries(PG_FUNCTION_ARGS)
 		EntrySnapshot *s = &snap[i];
 		Datum		values[12];
 		bool		nulls[12];
+		bool		hidden = registry_hides_usage(s, &cache);
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(s->name);
@@ -992,16 +1016,18 @@ singleton_entries(PG_FUNCTION_ARGS)
 		values[2] = ObjectIdGetDatum(s->owner);
 		values[3] = BoolGetDatum(s->private);
 		values[4] = Int64GetDatum(s->size_bytes);
+		nulls[4] = hidden;
 		values[5] = Int64GetDatum((int64) s->access_count);
+		nulls[5] = hidden;
 		values[6] = TimestampTzGetDatum(s->created_at);
 		values[7] = TimestampTzGetDatum(s->updated_at);
 		values[8] = TimestampTzGetDatum(s->last_access);
-		nulls[8] = (s->last_access == 0);
+		nulls[8] = (s->last_access == 0 || hidden);
 		values[9] = CStringGetTextDatum(s->state == ENTRY_READY ? "ready" : "initializing");
 		values[10] = Int32GetDatum(s->creator_pid);
 		nulls[10] = (s->state != ENTRY_INITIALIZING);
 		values[11] = Float8GetDatum(s->factory_us / 1000.0);
-		nulls[11] = (s->factory_us < 0);
+		nulls[11] = (s->factory_us < 0 || hidden);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -1014,7 +1040,7 @@ singleton_entries(PG_FUNCTION_ARGS)
  */
 FactoryProbe
 registry_factory_probe(const char *name, int len, Jsonb **value,
-					   int *creator_pid, uint64 *generation)
+					   Oid *owner, int *creator_pid, uint64 *generation)
 {
 	SingletonKey key;
 
@@ -1026,7 +1052,7 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		RegistryEntry *e;
 		bool		found;
 
-		st = read_entry(name, len, true, value, creator_pid);
+		st = read_entry(name, len, true, value, creator_pid, owner);
 		if (st == READ_READY)
 			return PROBE_READY;
 		if (st == READ_INITIALIZING)
@@ -1069,10 +1095,12 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 }
 
 /*
- * Store a factory's result into the entry this backend claimed.  Returns
- * false, storing nothing, if the claim is gone (a singleton_set won).
+ * Store a factory's result into the entry this backend claimed.  If the
+ * claim is gone, nothing is stored, and the result says why: a set replaced
+ * it (the entry is ready and names this backend as the creator it
+ * displaced), or the flight was deleted (forgotten).
  */
-bool
+FactoryOutcome
 registry_factory_complete(const char *name, int len, uint64 generation,
 						  Jsonb *value, const char *type, bool private,
 						  int64 factory_us)
@@ -1094,10 +1122,16 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 	e = dshash_find(singleton_registry, &key, true);
 	if (e == NULL || e->state != ENTRY_INITIALIZING || e->generation != generation)
 	{
+		FactoryOutcome outcome = FACTORY_FORGOTTEN;
+
 		if (e != NULL)
+		{
+			if (e->state == ENTRY_READY && e->creator_pid == MyProcPid)
+				outcome = FACTORY_DISPLACED;
 			dshash_release_lock(singleton_registry, e);
+		}
 		chunk_free(chunk, (Size) len + typelen + valuelen);
-		return false;
+		return outcome;
 	}
 	old = e->key.name;
 	old_size = entry_chunk_size(e);
@@ -1106,7 +1140,7 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 	e->factory_us = factory_us;
 	dshash_release_lock(singleton_registry, e);
 	chunk_free(old, old_size);
-	return true;
+	return FACTORY_STORED;
 }
 
 /* Remove this backend's initializing entry, if it is still there. */

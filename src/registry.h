@@ -30,7 +30,8 @@ typedef struct RegistryEntry
 	uint8		kind;			/* VALUE_JSONB or VALUE_INT */
 	uint8		typelen;
 	bool		private;
-	int32		creator_pid;	/* factory running, while initializing */
+	int32		creator_pid;	/* factory running, while initializing; once
+								 * ready, the creator a set displaced, or 0 */
 	uint32		valuelen;		/* jsonb bytes in the chunk */
 	int64		ival;			/* the value, when kind is VALUE_INT */
 	TimestampTz created_at;
@@ -73,6 +74,18 @@ typedef struct EntrySnapshot
 } EntrySnapshot;
 
 extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
+
+/* Remembered has_privs_of_role answers, for scans over many entries. */
+#define OWNER_PRIV_CACHE_SIZE 64
+typedef struct OwnerPrivCache
+{
+	int			n;
+	Oid			owner[OWNER_PRIV_CACHE_SIZE];
+	bool		allowed[OWNER_PRIV_CACHE_SIZE];
+} OwnerPrivCache;
+
+extern bool registry_has_owner_privs(Oid owner, OwnerPrivCache *cache);
+extern bool registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache);
 
 /* What persist.c saves of an entry, besides its name, type and value. */
 typedef struct PersistRecord
@@ -117,12 +130,20 @@ typedef enum FactoryProbe
 } FactoryProbe;
 
 extern FactoryProbe registry_factory_probe(const char *name, int len,
-										   Jsonb **value, int *creator_pid,
-										   uint64 *generation);
-extern bool registry_factory_complete(const char *name, int len,
-									  uint64 generation, Jsonb *value,
-									  const char *type, bool private,
-									  int64 factory_us);
+										   Jsonb **value, Oid *owner,
+										   int *creator_pid, uint64 *generation);
+/* What became of a factory's result. */
+typedef enum FactoryOutcome
+{
+	FACTORY_STORED,				/* it is the entry's value now */
+	FACTORY_DISPLACED,			/* a singleton_set replaced the flight */
+	FACTORY_FORGOTTEN			/* the flight was deleted */
+} FactoryOutcome;
+
+extern FactoryOutcome registry_factory_complete(const char *name, int len,
+												uint64 generation, Jsonb *value,
+												const char *type, bool private,
+												int64 factory_us);
 extern bool registry_factory_abandon(Oid dbid, const char *name, int len,
 									 uint64 generation);
 extern bool registry_remove_stale(const char *name, int len, int creator_pid);

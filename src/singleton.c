@@ -37,7 +37,7 @@ SINGLETON_MODULE_MAGIC("1.1");
 
 int			singleton_memory_limit_mb = 64;
 int			singleton_max_value_size = 1024 * 1024;
-int			singleton_wait_timeout = 0;
+int			singleton_wait_timeout = SINGLETON_WAIT_TIMEOUT_DEFAULT;
 int			singleton_ops_per_second = 0;
 
 SingletonShared *singleton_shared = NULL;
@@ -220,9 +220,9 @@ _PG_init(void)
 
 	DefineCustomIntVariable("singleton.wait_timeout",
 							"Maximum time to wait for another session's factory; 0 waits without limit.",
-							NULL,
+							"A finite default keeps a factory that never ends from holding its waiters forever.",
 							&singleton_wait_timeout,
-							0, 0, INT_MAX,
+							SINGLETON_WAIT_TIMEOUT_DEFAULT, 0, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -38,6 +38,7 @@
 #define SINGLETON_TYPE_MAX			63
 #define SINGLETON_RATE_LIMIT_MAX	100000
 #define SINGLETON_FACTORY_CVS		32
+#define SINGLETON_WAIT_TIMEOUT_DEFAULT	60000	/* ms */
 
 /* GUCs (singleton.c) */
 extern int	singleton_memory_limit_mb;

@@ -124,6 +124,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	bool		first = true;
 	bool		inner;
+	OwnerPrivCache cache = {0};
 
 	singleton_attach();
 	snap = registry_snapshot(MyDatabaseId, &n);
@@ -173,7 +174,15 @@ singleton_stats(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, '{');
 	inner = true;
 	for (i = 0; i < n; i++)
-		append_u64(&buf, snap[i].name, snap[i].access_count, &inner);
+	{
+		if (registry_hides_usage(&snap[i], &cache))
+		{
+			append_key(&buf, snap[i].name, &inner);
+			appendStringInfoString(&buf, "null");
+		}
+		else
+			append_u64(&buf, snap[i].name, snap[i].access_count, &inner);
+	}
 	appendStringInfoChar(&buf, '}');
 
 	append_u64(&buf, "estimated_memory_bytes", bytes, &first);
