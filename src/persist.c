@@ -20,10 +20,15 @@
  * entry count and a CRC-32C of everything before the CRC.  It is written to a temporary file,
  * fsynced and renamed into place (durable_rename).  Entries are copied one
  * at a time under their partition lock and written after it is released.
- * A file that is truncated, corrupt or of another format is moved aside
- * with a WARNING and the registry starts empty; loading never fails startup.
- * A good file that could not be loaded in full (the registry filled up) is
- * moved aside too, so that it is kept whole while snapshots go on.
+ * Every record is validated (lengths, kind, jsonb structure) before
+ * anything of the file enters shared memory.  A file that is truncated,
+ * corrupt, inconsistent or of another format is moved aside with a WARNING
+ * and the registry starts empty; loading never fails startup.  A good file
+ * that was not loaded in full (the registry filled up, it could not be
+ * read, or singleton.persist was off at startup) is moved aside before the
+ * next snapshot is written, so it is kept whole while snapshots go on.  A
+ * load that raises any other error is retried by restarting the worker (up
+ * to LOAD_ATTEMPTS times); query cancels are held off while loading.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +51,7 @@
 #include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -59,6 +65,13 @@ PGDLLEXPORT void singleton_persist_main(Datum main_arg);
 #define SNAPSHOT_TMP		"singleton.snapshot.tmp"
 #define SNAPSHOT_MAGIC		0x53474C54	/* "SGLT" */
 #define SNAPSHOT_VERSION	1
+
+/* Load attempts before the registry opens without (the rest of) the file. */
+#define LOAD_ATTEMPTS		3
+
+/* numeric.c's on-disk format bits: 0x0000 and 0x4000 are the long format */
+#define NUMERIC_FORMAT_MASK		0xC000
+#define NUMERIC_SHORT_FORMAT	0x8000
 
 bool		singleton_persist = true;
 int			singleton_persist_interval = 60;
@@ -82,12 +95,6 @@ static volatile sig_atomic_t shutdown_requested = false;
 /* This process is the persist worker, which does the load. */
 static bool am_loader = false;
 
-/*
- * Set when the snapshot could not be loaded in full for a reason other than
- * a bad file (unreadable, out of memory, registry full): writing a new
- * snapshot then would replace the good file with less.  Until a restart.
- */
-static bool writes_paused = false;
 
 void
 persist_register_worker(void)
@@ -157,36 +164,76 @@ set_error(const char *msg)
 	SpinLockRelease(&singleton_shared->persist.mutex);
 }
 
-/* Move a bad snapshot aside, keeping it for inspection. */
-static void
-quarantine(const char *why)
+/*
+ * Move the snapshot file aside, keeping it for inspection or recovery, as
+ * "singleton.snapshot.<kind>.<epoch>".  Returns false if it could not be
+ * moved (it is then still in place).
+ */
+static bool
+set_aside(const char *kind, const char *why, const char *then)
 {
 	char		aside[MAXPGPATH];
 
-	snprintf(aside, sizeof(aside), "%s.bad." INT64_FORMAT, SNAPSHOT_FILE,
+	snprintf(aside, sizeof(aside), "%s.%s." INT64_FORMAT, SNAPSHOT_FILE, kind,
 			 (int64) time(NULL));
-	ereport(WARNING,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("singleton snapshot file \"%s\" is %s; starting with an empty registry",
-					SNAPSHOT_FILE, why),
-			 errdetail("The file was moved to \"%s\".", aside)));
 	if (rename(SNAPSHOT_FILE, aside) != 0)
+	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not rename file \"%s\" to \"%s\": %m", SNAPSHOT_FILE, aside)));
+		return false;
+	}
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("singleton snapshot file \"%s\" is %s; %s", SNAPSHOT_FILE, why, then),
+			 errdetail("The file was moved to \"%s\".", aside)));
+	return true;
+}
+
+/* A bad file: kept aside, and the registry starts empty. */
+static void
+quarantine(const char *why)
+{
+	(void) set_aside("bad", why, "starting with an empty registry");
 }
 
 static void
 set_error(const char *msg);
 
+/*
+ * A good-looking file that was not (fully) loaded must not be overwritten
+ * by the next snapshot, which would hold less: remember that it must be
+ * moved aside first (see preserve_unloaded_file).  Snapshots go on, so a
+ * registry changed or cleared since is saved again.
+ */
 static void
-pause_writes(const char *why)
+keep_unloaded_file(const char *why)
 {
-	char		msg[256];
+	ereport(WARNING,
+			(errmsg("singleton snapshot file \"%s\" was %s; it is kept aside before the next snapshot",
+					SNAPSHOT_FILE, why)));
+	pg_atomic_write_u32(&singleton_shared->persist.unloaded_file, 1);
+}
 
-	writes_paused = true;
-	snprintf(msg, sizeof(msg), "%s; snapshots are paused until restart", why);
-	set_error(msg);
+/*
+ * Before writing a snapshot: move a file that was not fully loaded aside.
+ * Returns false if it is still in place (then no snapshot may be written).
+ */
+static bool
+preserve_unloaded_file(void)
+{
+	struct stat st;
+
+	if (!pg_atomic_read_u32(&singleton_shared->persist.unloaded_file))
+		return true;
+	if ((stat(SNAPSHOT_FILE, &st) != 0 && errno == ENOENT) ||
+		set_aside("unloaded", "not fully loaded", "the next snapshot holds what the registry holds now"))
+	{
+		pg_atomic_write_u32(&singleton_shared->persist.unloaded_file, 0);
+		return true;
+	}
+	set_error("the snapshot file was not fully loaded and could not be moved aside; no snapshot is written until it can be");
+	return false;
 }
 
 /* Read the whole file; NULL if it does not exist. */
@@ -205,9 +252,8 @@ read_file(Size *size)
 		{
 			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not open file \"%s\": %m", SNAPSHOT_FILE),
-					 errdetail("Snapshots are paused until the server restarts, so the file is not overwritten.")));
-			pause_writes("the snapshot could not be read");
+					 errmsg("could not open file \"%s\": %m", SNAPSHOT_FILE)));
+			keep_unloaded_file("unreadable");
 		}
 		return NULL;
 	}
@@ -231,8 +277,134 @@ read_file(Size *size)
 }
 
 /*
+ * Is this a sound jsonb container of exactly len bytes?  Checks everything
+ * the jsonb code trusts when it reads one: the header's kind and count,
+ * that each child's end offset stays inside the container and never moves
+ * back, that object keys are strings, that numerics and nested containers
+ * fit after their alignment padding, recursively.  Key order and string
+ * encoding are not checked: wrong ones give wrong answers, never reads out
+ * of bounds.  base need not be aligned.
+ */
+static bool
+jsonb_container_sound(const char *base, Size len, bool root)
+{
+	uint32		header;
+	uint32		count;
+	Size		nchildren;
+	const char *data;
+	Size		datalen;
+	Size		end = 0;
+	Size		i;
+
+	check_stack_depth();
+	if (len < sizeof(uint32))
+		return false;
+	memcpy(&header, base, sizeof(uint32));
+	count = header & JB_CMASK;
+	if (((header & JB_FOBJECT) != 0) == ((header & JB_FARRAY) != 0))
+		return false;			/* exactly one of object and array */
+	if ((header & JB_FSCALAR) && (!root || !(header & JB_FARRAY) || count != 1))
+		return false;
+	nchildren = (header & JB_FOBJECT) ? (Size) count * 2 : count;
+	if (nchildren > (len - sizeof(uint32)) / sizeof(JEntry))
+		return false;
+	data = base + sizeof(uint32) + nchildren * sizeof(JEntry);
+	datalen = len - sizeof(uint32) - nchildren * sizeof(JEntry);
+
+	for (i = 0; i < nchildren; i++)
+	{
+		JEntry		je;
+		Size		start = end;
+		Size		at;
+		uint32		type;
+
+		memcpy(&je, base + sizeof(uint32) + i * sizeof(JEntry), sizeof(JEntry));
+		end = JBE_HAS_OFF(je) ? JBE_OFFLENFLD(je) : start + JBE_OFFLENFLD(je);
+		if (end < start || end > datalen)
+			return false;
+		type = je & JENTRY_TYPEMASK;
+		if ((header & JB_FOBJECT) && i < count && type != JENTRY_ISSTRING)
+			return false;		/* keys are strings */
+		at = INTALIGN(start);
+		switch (type)
+		{
+			case JENTRY_ISSTRING:
+			case JENTRY_ISBOOL_FALSE:
+			case JENTRY_ISBOOL_TRUE:
+			case JENTRY_ISNULL:
+				break;
+			case JENTRY_ISNUMERIC:
+				{
+					uint32		vh;
+					uint16		nh;
+
+					/*
+					 * A plain varlena with a 4-byte header, then the numeric
+					 * header: 2 bytes in the short and special formats, 4 in
+					 * the long one, whose sign bits are 00 or 01.
+					 */
+					if (at + VARHDRSZ + sizeof(uint16) > end)
+						return false;
+					memcpy(&vh, data + at, sizeof(uint32));
+					memcpy(&nh, data + at + VARHDRSZ, sizeof(uint16));
+					if (!VARATT_IS_4B_U(&vh) ||
+						VARSIZE(&vh) < VARHDRSZ + sizeof(uint16) ||
+						at + VARSIZE(&vh) > end)
+						return false;
+					if ((nh & NUMERIC_FORMAT_MASK) < NUMERIC_SHORT_FORMAT &&
+						VARSIZE(&vh) < VARHDRSZ + 2 * sizeof(uint16))
+						return false;
+					break;
+				}
+			case JENTRY_ISCONTAINER:
+				if (at > end || !jsonb_container_sound(data + at, end - at, false))
+					return false;
+				break;
+			default:
+				return false;
+		}
+	}
+	return end == datalen;
+}
+
+/*
+ * Is a snapshot record sound, and do its name, type and value bytes fit in
+ * the avail bytes after it?  Nothing from the file enters shared memory
+ * unless this holds (database and owner are checked when loading).
+ */
+static bool
+record_sound(const PersistRecord *rec, const char *bytes, Size avail)
+{
+	Size		need = (Size) rec->namelen + rec->typelen + rec->valuelen;
+	const char *value = bytes + rec->namelen + rec->typelen;
+
+	if (rec->namelen < 1 || rec->namelen > SINGLETON_NAME_MAX ||
+		rec->typelen < 1 || rec->typelen > SINGLETON_TYPE_MAX ||
+		rec->private > 1 || rec->valuelen > MaxAllocSize ||
+		rec->factory_us < -1 || need > avail ||
+		!OidIsValid(rec->dbid) || !OidIsValid(rec->owner))
+		return false;
+	if (rec->kind == VALUE_INT)
+		return true;			/* value bytes, if any, are never read */
+	if (rec->kind != VALUE_JSONB)
+		return false;
+	/* a jsonb datum with a 4-byte header stating exactly its length */
+	if (rec->valuelen < VARHDRSZ + sizeof(uint32))
+		return false;
+	{
+		uint32		vh;
+
+		memcpy(&vh, value, sizeof(uint32));
+		if (!VARATT_IS_4B_U(&vh) || VARSIZE(&vh) != rec->valuelen)
+			return false;
+	}
+	return jsonb_container_sound(value + VARHDRSZ, rec->valuelen - VARHDRSZ, true);
+}
+
+/*
  * Load the snapshot into the registry.  Runs in the persist worker, inside
- * a transaction (catalog look-ups of databases and roles).
+ * a transaction (catalog look-ups of databases and roles), with interrupts
+ * held off by the caller.
  */
 static void
 load_snapshot(void)
@@ -248,6 +420,7 @@ load_snapshot(void)
 	uint64		loaded = 0;
 	uint64		skipped = 0;
 	uint64		existing = 0;
+	bool		partial = false;
 
 	data = read_file(&size);
 	if (data == NULL)
@@ -289,13 +462,14 @@ load_snapshot(void)
 		if (pos + sizeof(rec) > end)
 			break;
 		memcpy(&rec, data + pos, sizeof(rec));
-		if (rec.namelen < 1 || rec.namelen > SINGLETON_NAME_MAX ||
-			rec.typelen > SINGLETON_TYPE_MAX || rec.kind > 1)
+		if (!record_sound(&rec, data + pos + sizeof(rec), end - pos - sizeof(rec)))
 			break;
 		pos += sizeof(rec) + (Size) rec.namelen + rec.typelen + rec.valuelen;
 	}
 	if (i != trailer.count || pos != end)
 	{
+		ereport(LOG,
+				(errmsg("singleton snapshot record " UINT64_FORMAT " is not sound", i + 1)));
 		quarantine("inconsistent");
 		return;
 	}
@@ -325,14 +499,23 @@ load_snapshot(void)
 		}
 		PG_CATCH();
 		{
-			/* the registry is full: keep what fitted */
+			int			code = geterrcode();
+
+			/*
+			 * A full registry (or no shared memory left to grow it) keeps
+			 * what fitted.  Anything else is not a reason to open the
+			 * registry half loaded: the caller retries the whole load.
+			 */
+			if (code != ERRCODE_OUT_OF_MEMORY && code != ERRCODE_DISK_FULL)
+				PG_RE_THROW();
 			EmitErrorReport();
 			FlushErrorState();
+			/* the ERROR dropped the caller's interrupt holdoff: restore it */
+			HOLD_INTERRUPTS();
 			ereport(WARNING,
 					(errmsg("singleton snapshot only partly loaded: " UINT64_FORMAT " of " UINT64_FORMAT " entries",
-							loaded, trailer.count),
-					 errdetail("Snapshots are paused until the server restarts, so the file is not overwritten.")));
-			pause_writes("the snapshot was only partly loaded");
+							loaded, trailer.count)));
+			partial = true;
 			break;
 		}
 		PG_END_TRY();
@@ -347,6 +530,8 @@ load_snapshot(void)
 		ereport(LOG,
 				(errmsg("singleton kept " UINT64_FORMAT " entries set since startup over their snapshot copies",
 						existing)));
+	if (partial)
+		keep_unloaded_file("only partly loaded");
 	pfree(data);
 }
 
@@ -383,6 +568,9 @@ write_snapshot(void)
 	uint64		bytes = sizeof(SnapshotHeader) + sizeof(SnapshotTrailer);
 	MemoryContext cxt;
 	MemoryContext old;
+
+	if (!preserve_unloaded_file())
+		return;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "singleton snapshot", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -487,6 +675,50 @@ persist_exit(int code, Datum arg)
 	SpinLockRelease(&singleton_shared->persist.mutex);
 }
 
+/*
+ * Load the snapshot.  Query cancels are held off: a load cut short would
+ * open the registry with names missing that their owners expect to hold.
+ * If the load raises an error anyway, this worker exits and the postmaster
+ * starts it again, which loads again (everyone keeps waiting meanwhile);
+ * after LOAD_ATTEMPTS failures the file is kept aside and the registry
+ * opens with what was loaded, so that an error that always recurs cannot
+ * keep every session waiting.
+ */
+static void
+load_or_retry(void)
+{
+	HOLD_INTERRUPTS();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		load_snapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		uint32		failures;
+
+		EmitErrorReport();
+		FlushErrorState();
+		/* the ERROR dropped the holdoff taken above: take it again */
+		HOLD_INTERRUPTS();
+		AbortCurrentTransaction();
+		failures = pg_atomic_add_fetch_u32(&singleton_shared->persist.load_failures, 1);
+		if (failures < LOAD_ATTEMPTS)
+		{
+			ereport(LOG,
+					(errmsg("singleton snapshot load failed (attempt %u of %d); the worker restarts and loads again",
+							failures, LOAD_ATTEMPTS)));
+			proc_exit(1);
+		}
+		keep_unloaded_file("not loaded: every load attempt failed");
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+	/* a cancel sent to the load has nothing left to cancel */
+	QueryCancelPending = false;
+}
+
 void
 singleton_persist_main(Datum main_arg)
 {
@@ -510,23 +742,9 @@ singleton_persist_main(Datum main_arg)
 	if (!pg_atomic_read_u32(&singleton_shared->persist.loaded))
 	{
 		if (singleton_persist)
-		{
-			StartTransactionCommand();
-			PG_TRY();
-			{
-				load_snapshot();
-				CommitTransactionCommand();
-			}
-			PG_CATCH();
-			{
-				/* never fail startup over the snapshot, nor lose the file */
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				pause_writes("the snapshot could not be loaded");
-			}
-			PG_END_TRY();
-		}
+			load_or_retry();
+		else
+			keep_unloaded_file("not loaded, because singleton.persist was off at startup");
 		finish_load();
 	}
 
@@ -540,7 +758,7 @@ singleton_persist_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (singleton_persist && singleton_persist_interval > 0 && !writes_paused)
+		if (singleton_persist && singleton_persist_interval > 0)
 		{
 			if (TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
 										   singleton_persist_interval * 1000))
@@ -558,7 +776,7 @@ singleton_persist_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	if (singleton_persist && !writes_paused)
+	if (singleton_persist)
 		write_snapshot();
 	/* exit code 1: restarted unless the server is shutting down */
 	proc_exit(1);

@@ -147,6 +147,8 @@ singleton_shmem_startup(void)
 		for (i = 0; i < SINGLETON_FACTORY_CVS; i++)
 			ConditionVariableInit(&s->factory_cv[i]);
 		pg_atomic_init_u32(&s->persist.loaded, 0);
+		pg_atomic_init_u32(&s->persist.unloaded_file, 0);
+		pg_atomic_init_u32(&s->persist.load_failures, 0);
 		ConditionVariableInit(&s->persist.load_cv);
 		SpinLockInit(&s->persist.mutex);
 

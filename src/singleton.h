@@ -104,6 +104,10 @@ typedef struct SingletonShared
 	struct
 	{
 		pg_atomic_uint32 loaded;	/* snapshot load over (or skipped) */
+		pg_atomic_uint32 unloaded_file;	/* the file holds what the registry
+										 * does not: move it aside before
+										 * writing over it */
+		pg_atomic_uint32 load_failures;	/* load attempts that raised an error */
 		ConditionVariable load_cv;
 		slock_t		mutex;
 		int			pid;

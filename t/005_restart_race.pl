@@ -71,5 +71,22 @@ $node->restart;
 is(sql(q{SET ROLE victim; SELECT singleton_get('victim.secret')}), '"s3cret"',
 	'a session\'s first call after a restart sees the loaded value');
 
+# the loader cannot be cut short: cancelling it again and again while it
+# loads leaves every entry loaded and the victim's name the victim's
+$node->restart;
+my $cancels = 0;
+for (my $i = 0; $i < 2000; $i++)
+{
+	last if sql(q{SELECT (singleton_health()->'persist'->>'loaded')::boolean}) eq 't';
+	$cancels += sql(q{SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+		WHERE backend_type = 'singleton persist'});
+}
+cmp_ok($cancels, '>', 0, "the loader was sent $cancels cancels while loading");
+wait_for(q{SELECT (singleton_health()->'persist'->>'loaded')::boolean}, 'the load');
+is(sql("SELECT count(*) FROM singleton_entries WHERE name LIKE 'bulk.%'"), $entries,
+	'every entry was loaded all the same');
+ok(!$node->psql('postgres', q{SET ROLE attacker; SELECT singleton_set('victim.secret', '"pwned"')}) == 0,
+	'and the victim\'s name is still not the attacker\'s to take');
+
 $node->stop;
 done_testing();
