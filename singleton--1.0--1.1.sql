@@ -187,3 +187,23 @@ END $$;
 -- singleton_job_update and singleton_job_wait already follow the rule: a
 -- NULL job or run raises 22004, and their optional arguments default to NULL
 -- ("leave as it is", "no timeout").
+
+--
+-- Per-key limiter state that can be given back: one key by the role that
+-- made it (or a role with its privileges), every key or one role's by an
+-- administrator.
+--
+CREATE FUNCTION @extschema@.singleton_rate_limit_reset(key text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'singleton_rate_limit_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.singleton_rate_limit_reset(text) IS
+'forget one limiter key of the current database (its bucket is full again); true if it had state';
+
+CREATE FUNCTION @extschema@.singleton_rate_limit_purge(role regrole DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'singleton_rate_limit_purge'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.singleton_rate_limit_purge(regrole) IS
+'forget every limiter key of every database, or those one role made; returns how many';
+REVOKE ALL ON FUNCTION @extschema@.singleton_rate_limit_purge(regrole) FROM PUBLIC;

@@ -24,14 +24,18 @@
 #include "datatype/timestamp.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "singleton.h"
+#include "quota.h"
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(singleton_reset);
 PG_FUNCTION_INFO_V1(singleton_rate_limit);
+PG_FUNCTION_INFO_V1(singleton_rate_limit_reset);
+PG_FUNCTION_INFO_V1(singleton_rate_limit_purge);
 
 #define NS_PER_SEC		INT64CONST(1000000000)
 #define LIMITER_NS_PER_US	1000
@@ -112,6 +116,72 @@ singleton_reset(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Give back what a limiter key held, once it is out of the table: its key
+ * text chunk and its share of memory.  Takes no lock.
+ */
+static void
+limiter_release(dsa_pointer chunk, Size len, Oid creator)
+{
+	chunk_free(chunk, len, creator);
+	account_memory(creator, -(int64) LIMITER_ENTRY_OVERHEAD);
+	pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
+}
+
+/* Remove a key the caller has locked (dshash_find); releases the lock. */
+static void
+limiter_remove_locked(LimiterEntry *e)
+{
+	dsa_pointer chunk = e->key.name;
+	Size		len = e->key.namelen;
+	Oid			creator = e->creator;
+
+	dshash_delete_entry(singleton_limiters, e);
+	limiter_release(chunk, len, creator);
+}
+
+/* What a limiter scan removes. */
+typedef struct LimiterFilter
+{
+	int64		full_before;	/* keys whose bucket is full at this time */
+	Oid			dbid;			/* keys of this database */
+	Oid			creator;		/* keys of this role */
+} LimiterFilter;
+
+/*
+ * Remove every key one filter field matches (InvalidOid and 0 match
+ * nothing; all three unset removes every key).  The scan locks one
+ * partition at a time.  Returns how many keys were removed.
+ */
+static int64
+limiter_remove_matching(const LimiterFilter *f)
+{
+	dshash_seq_status status;
+	LimiterEntry *e;
+	int64		removed = 0;
+	bool		all = (f->full_before == 0 && !OidIsValid(f->dbid) &&
+					   !OidIsValid(f->creator));
+
+	dshash_seq_init(&status, singleton_limiters, true);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (all || (f->full_before != 0 && e->tat_ns <= f->full_before) ||
+			(OidIsValid(f->dbid) && e->key.dbid == f->dbid) ||
+			(OidIsValid(f->creator) && e->creator == f->creator))
+		{
+			dsa_pointer chunk = e->key.name;
+			Size		len = e->key.namelen;
+			Oid			creator = e->creator;
+
+			dshash_delete_current(&status);
+			limiter_release(chunk, len, creator);
+			removed++;
+		}
+	}
+	dshash_seq_term(&status);
+	return removed;
+}
+
+/*
  * Delete limiter keys whose bucket is full again.  At most one backend
  * sweeps per second; the others skip it.
  */
@@ -119,29 +189,32 @@ static void
 limiter_sweep(int64 now)
 {
 	uint64		last = pg_atomic_read_u64(&singleton_shared->limiter_last_sweep_ns);
-	dshash_seq_status status;
-	LimiterEntry *e;
+	LimiterFilter f = {.full_before = now};
 
 	if (now - (int64) last < NS_PER_SEC ||
 		!pg_atomic_compare_exchange_u64(&singleton_shared->limiter_last_sweep_ns,
 										&last, (uint64) now))
 		return;
+	(void) limiter_remove_matching(&f);
+}
 
-	dshash_seq_init(&status, singleton_limiters, true);
-	while ((e = dshash_seq_next(&status)) != NULL)
-	{
-		if (e->tat_ns <= now)
-		{
-			dsa_pointer chunk = e->key.name;
-			Size		len = e->key.namelen;
+/* Remove every limiter key of a database (it was dropped, or is new). */
+void
+limiter_purge_database(Oid dbid)
+{
+	LimiterFilter f = {.dbid = dbid};
 
-			dshash_delete_current(&status);
-			chunk_free(chunk, len);
-			account_memory(-(int64) LIMITER_ENTRY_OVERHEAD);
-			pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
-		}
-	}
-	dshash_seq_term(&status);
+	(void) limiter_remove_matching(&f);
+}
+
+static void
+check_limiter_key(int len)
+{
+	if (len < 1 || len > SINGLETON_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rate limiter key must be between 1 and %d bytes long",
+						SINGLETON_NAME_MAX)));
 }
 
 static Interval *
@@ -237,6 +310,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	GcraResult	r;
 	Datum		values[5];
 	bool		nulls[5];
+	Oid			userid = GetUserId();
 
 	singleton_attach();
 	/* before any token is spent: fails if the caller cannot take a set */
@@ -249,11 +323,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	key_t = PG_GETARG_TEXT_PP(0);
 	name = VARDATA_ANY(key_t);
 	len = VARSIZE_ANY_EXHDR(key_t);
-	if (len < 1 || len > SINGLETON_NAME_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rate limiter key must be between 1 and %d bytes long",
-						SINGLETON_NAME_MAX)));
+	check_limiter_key(len);
 	max_burst = PG_GETARG_INT32(1);
 	count = PG_GETARG_INT32(2);
 	period = PG_GETARG_INTERVAL_P(3);
@@ -301,18 +371,20 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 			break;				/* inspecting an absent key: bucket is full */
 		if (!DsaPointerIsValid(chunk))
 		{
-			chunk = chunk_build(name, len, "", 0, NULL, 0);
+			quota_check(userid, len + LIMITER_ENTRY_OVERHEAD);
+			chunk = chunk_build(userid, name, len, "", 0, NULL, 0);
 			continue;
 		}
-		e = singleton_find_or_insert(singleton_limiters, &key, &found, chunk, len);
+		e = singleton_find_or_insert(singleton_limiters, &key, &found, chunk, len, userid);
 		if (!found)
 		{
 			e->key.namelen = (uint32) len;
 			e->key.name = chunk;
 			e->tat_ns = 0;
+			e->creator = userid;
 			chunk = InvalidDsaPointer;
 			pg_atomic_fetch_add_u32(&singleton_shared->limiter_keys, 1);
-			account_memory(LIMITER_ENTRY_OVERHEAD);
+			account_memory(userid, LIMITER_ENTRY_OVERHEAD);
 		}
 		break;
 	}
@@ -323,20 +395,12 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		if (r.allowed)
 			e->tat_ns = r.new_tat;
 		if (e->tat_ns <= now)
-		{
-			/* a full bucket needs no state */
-			dsa_pointer old = e->key.name;
-
-			dshash_delete_entry(singleton_limiters, e);
-			chunk_free(old, len);
-			account_memory(-(int64) LIMITER_ENTRY_OVERHEAD);
-			pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
-		}
+			limiter_remove_locked(e);	/* a full bucket needs no state */
 		else
 			dshash_release_lock(singleton_limiters, e);
 	}
 	if (DsaPointerIsValid(chunk))
-		chunk_free(chunk, len);
+		chunk_free(chunk, len, userid);
 
 	if (r.allowed)
 		COUNT(limiter_allowed, 1);
@@ -354,4 +418,71 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 	values[4] = IntervalPGetDatum(interval_from_ns(Max(r.reset_after, 0)));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
+}
+
+/*
+ * singleton_rate_limit_reset(key): forget one key's state in the current
+ * database, as redis_rate's Reset(key): its bucket is full again.  Allowed
+ * to the role the key is charged to and roles with its privileges.  True
+ * if the key had state.
+ */
+Datum
+singleton_rate_limit_reset(PG_FUNCTION_ARGS)
+{
+	text	   *key_t;
+	int			len;
+	SingletonKey key;
+	Oid			ok_creator = GetUserId();
+
+	singleton_attach();
+	singleton_require_arg(fcinfo, 0, "key");
+	key_t = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(key_t);
+	check_limiter_key(len);
+
+	singleton_lookup_key(&key, MyDatabaseId, VARDATA_ANY(key_t), len);
+	for (;;)
+	{
+		LimiterEntry *e = dshash_find(singleton_limiters, &key, true);
+
+		if (e == NULL)
+			PG_RETURN_BOOL(false);
+		if (e->creator != ok_creator)
+		{
+			Oid			creator = e->creator;
+
+			/* check without the lock, then look again */
+			dshash_release_lock(singleton_limiters, e);
+			if (!has_privs_of_role(GetUserId(), creator))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied for rate limiter key \"%.*s\"",
+								len, VARDATA_ANY(key_t)),
+						 errdetail("Only roles with the privileges of the role that made the key may reset it.")));
+			ok_creator = creator;
+			continue;
+		}
+		limiter_remove_locked(e);
+		PG_RETURN_BOOL(true);
+	}
+}
+
+/*
+ * singleton_rate_limit_purge(role regrole DEFAULT NULL): forget the state
+ * of every limiter key of every database, or of the keys one role made.
+ * For administrators (revoked from PUBLIC).  Returns how many were removed.
+ */
+Datum
+singleton_rate_limit_purge(PG_FUNCTION_ARGS)
+{
+	LimiterFilter f = {0};
+
+	singleton_attach();
+	if (!PG_ARGISNULL(0))
+	{
+		f.creator = PG_GETARG_OID(0);
+		if (!OidIsValid(f.creator))
+			PG_RETURN_INT64(0);
+	}
+	PG_RETURN_INT64(limiter_remove_matching(&f));
 }

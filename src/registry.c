@@ -26,6 +26,7 @@
 #include "utils/numeric.h"
 
 #include "singleton.h"
+#include "quota.h"
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(singleton_set);
@@ -46,9 +47,11 @@ typedef enum ReadState
 
 #define READ_BUFFER_INITIAL 256
 
+/* Count bytes allocated (delta > 0) or freed, globally and for a role. */
 void
-account_memory(int64 delta)
+account_memory(Oid role, int64 delta)
 {
+	quota_charge(role, delta);
 	if (delta >= 0)
 		pg_atomic_fetch_add_u64(&singleton_shared->memory_used, (uint64) delta);
 	else
@@ -193,12 +196,14 @@ jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
 }
 
 /*
- * Allocate and fill the DSA chunk of an entry: name, type label, value.
- * Raises the registry-full error when the area has no room.
+ * Allocate and fill the DSA chunk of an entry: name, type label, value,
+ * charged to role.  Raises the registry-full error when the area has no
+ * room.  Whether the role may use that much more is the caller's check
+ * (quota_check), made before.
  */
 dsa_pointer
-chunk_build(const char *name, int namelen, const char *type, int typelen,
-			const void *value, uint32 valuelen)
+chunk_build(Oid role, const char *name, int namelen, const char *type,
+			int typelen, const void *value, uint32 valuelen)
 {
 	Size		size = (Size) namelen + typelen + valuelen;
 	dsa_pointer dp;
@@ -209,7 +214,7 @@ chunk_build(const char *name, int namelen, const char *type, int typelen,
 		singleton_error_full(size);
 	if (pg_atomic_read_u32(&singleton_shared->full))
 		pg_atomic_write_u32(&singleton_shared->full, 0);
-	account_memory((int64) size);
+	account_memory(role, (int64) size);
 	p = dsa_get_address(singleton_area, dp);
 	memcpy(p, name, namelen);
 	memcpy(p + namelen, type, typelen);
@@ -218,11 +223,12 @@ chunk_build(const char *name, int namelen, const char *type, int typelen,
 	return dp;
 }
 
+/* Free a chunk charged to role. */
 void
-chunk_free(dsa_pointer dp, Size size)
+chunk_free(dsa_pointer dp, Size size, Oid role)
 {
 	dsa_free(singleton_area, dp);
-	account_memory(-(int64) size);
+	account_memory(role, -(int64) size);
 }
 
 /*
@@ -235,7 +241,7 @@ chunk_free(dsa_pointer dp, Size size)
  */
 static void *
 find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
-			   dsa_pointer chunk, Size chunk_size)
+			   dsa_pointer chunk, Size chunk_size, Oid chunk_role)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	void	   *entry = NULL;
@@ -253,7 +259,7 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 		MemoryContextSwitchTo(mcxt);
 		LWLockReleaseAll();
 		if (DsaPointerIsValid(chunk))
-			chunk_free(chunk, chunk_size);
+			chunk_free(chunk, chunk_size, chunk_role);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
 			PG_RE_THROW();
@@ -266,9 +272,9 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 
 void *
 singleton_find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
-						 dsa_pointer chunk, Size chunk_size)
+						 dsa_pointer chunk, Size chunk_size, Oid chunk_role)
 {
-	return find_or_insert(table, key, found, chunk, chunk_size);
+	return find_or_insert(table, key, found, chunk, chunk_size, chunk_role);
 }
 
 /* Remove a locked entry; releases the lock, then frees its chunk. */
@@ -277,10 +283,11 @@ remove_locked_entry(RegistryEntry *e)
 {
 	dsa_pointer chunk = e->key.name;
 	Size		size = entry_chunk_size(e);
+	Oid			owner = e->owner;
 
 	dshash_delete_entry(singleton_registry, e);
-	chunk_free(chunk, size);
-	account_memory(-(int64) REGISTRY_ENTRY_OVERHEAD);
+	chunk_free(chunk, size, owner);
+	account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
 	pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
 }
 
@@ -426,7 +433,7 @@ init_new_entry(RegistryEntry *e, int namelen, Oid owner, TimestampTz now)
 	pg_atomic_init_u64(&e->access_count, 0);
 	pg_atomic_init_u64(&e->last_access, 0);
 	pg_atomic_fetch_add_u32(&singleton_shared->entry_count, 1);
-	account_memory(REGISTRY_ENTRY_OVERHEAD);
+	account_memory(owner, REGISTRY_ENTRY_OVERHEAD);
 }
 
 /* Work out how a value is stored: inline integer or jsonb bytes. */
@@ -476,10 +483,12 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 	uint32		valuelen;
 	dsa_pointer chunk;
 	Size		chunk_size;
+	Oid			entry_owner;
 
 	classify_value(value, &kind, &ival, &valuelen);
-	chunk = chunk_build(name, len, type, typelen, value, valuelen);
 	chunk_size = (Size) len + typelen + valuelen;
+	quota_check(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
+	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	for (;;)
@@ -491,7 +500,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 		bool		was_initializing = false;
 		TimestampTz now = GetCurrentTimestamp();
 
-		e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size);
+		e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size, userid);
 		if (found)
 		{
 			if (e->owner != ok_owner)
@@ -505,7 +514,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 				}
 				PG_CATCH();
 				{
-					chunk_free(chunk, chunk_size);
+					chunk_free(chunk, chunk_size, userid);
 					PG_RE_THROW();
 				}
 				PG_END_TRY();
@@ -526,10 +535,17 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 			/* tell the displaced creator that a set, not a delete, ended it */
 			e->creator_pid = displaced_pid;
 		}
+		entry_owner = e->owner;
 		dshash_release_lock(singleton_registry, e);
 
+		/* the entry's bytes are its owner's, whoever wrote them */
+		if (entry_owner != userid)
+		{
+			quota_charge(userid, -(int64) chunk_size);
+			quota_charge(entry_owner, (int64) chunk_size);
+		}
 		if (DsaPointerIsValid(old))
-			chunk_free(old, old_size);
+			chunk_free(old, old_size, entry_owner);
 		return was_initializing;
 	}
 }
@@ -811,12 +827,13 @@ singleton_incr(PG_FUNCTION_ARGS)
 			{
 				if (!DsaPointerIsValid(chunk))
 				{
-					chunk = chunk_build(str, len, "counter", strlen("counter"), NULL, 0);
+					quota_check(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
+					chunk = chunk_build(userid, str, len, "counter", strlen("counter"), NULL, 0);
 					continue;
 				}
 				/* our PG_CATCH frees the chunk, so do not hand it over */
 				e = find_or_insert(singleton_registry, &key, &found,
-								   InvalidDsaPointer, 0);
+								   InvalidDsaPointer, 0, userid);
 				if (found)
 				{
 					/* lost a race with another creator: add to theirs */
@@ -903,15 +920,44 @@ singleton_incr(PG_FUNCTION_ARGS)
 	PG_CATCH();
 	{
 		if (DsaPointerIsValid(chunk))
-			chunk_free(chunk, chunk_size);
+			chunk_free(chunk, chunk_size, userid);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
 	if (DsaPointerIsValid(chunk))
-		chunk_free(chunk, chunk_size);
+		chunk_free(chunk, chunk_size, userid);
 	COUNT(incrs, 1);
 	PG_RETURN_INT64(result);
+}
+
+/*
+ * Remove every entry of a database that was dropped, or that has just been
+ * created with the OID of a dropped one (nothing of it may be inherited).
+ * The scan locks one partition at a time.
+ */
+void
+registry_purge_database(Oid dbid)
+{
+	dshash_seq_status status;
+	RegistryEntry *e;
+
+	dshash_seq_init(&status, singleton_registry, true);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (e->key.dbid == dbid)
+		{
+			dsa_pointer chunk = e->key.name;
+			Size		size = entry_chunk_size(e);
+			Oid			owner = e->owner;
+
+			dshash_delete_current(&status);
+			chunk_free(chunk, size, owner);
+			account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
+			pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
+		}
+	}
+	dshash_seq_term(&status);
 }
 
 /*
@@ -1043,6 +1089,7 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 					   Oid *owner, int *creator_pid, uint64 *generation)
 {
 	SingletonKey key;
+	Oid			userid = GetUserId();
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	for (;;)
@@ -1064,20 +1111,21 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		 */
 		if (pg_atomic_read_u32(&singleton_shared->full))
 			singleton_error_full(len);
-		chunk = chunk_build(name, len, "", 0, NULL, 0);
-		e = find_or_insert(singleton_registry, &key, &found, chunk, len);
+		quota_check(userid, len + REGISTRY_ENTRY_OVERHEAD);
+		chunk = chunk_build(userid, name, len, "", 0, NULL, 0);
+		e = find_or_insert(singleton_registry, &key, &found, chunk, len, userid);
 		if (found)
 		{
 			bool		busy = (e->state == ENTRY_INITIALIZING);
 
 			*creator_pid = e->creator_pid;
 			dshash_release_lock(singleton_registry, e);
-			chunk_free(chunk, len);
+			chunk_free(chunk, len, userid);
 			if (busy)
 				return PROBE_BUSY;
 			continue;			/* became ready meanwhile: read it */
 		}
-		init_new_entry(e, len, GetUserId(), GetCurrentTimestamp());
+		init_new_entry(e, len, userid, GetCurrentTimestamp());
 		e->key.name = chunk;
 		e->typelen = 0;
 		e->kind = VALUE_JSONB;
@@ -1114,9 +1162,14 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 	dsa_pointer chunk;
 	dsa_pointer old;
 	Size		old_size;
+	Size		size;
+	Oid			userid = GetUserId();
+	Oid			owner;
 
 	classify_value(value, &kind, &ival, &valuelen);
-	chunk = chunk_build(name, len, type, typelen, value, valuelen);
+	size = (Size) len + typelen + valuelen;
+	quota_check(userid, size);
+	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	e = dshash_find(singleton_registry, &key, true);
@@ -1130,7 +1183,7 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 				outcome = FACTORY_DISPLACED;
 			dshash_release_lock(singleton_registry, e);
 		}
-		chunk_free(chunk, (Size) len + typelen + valuelen);
+		chunk_free(chunk, size, userid);
 		return outcome;
 	}
 	old = e->key.name;
@@ -1138,8 +1191,14 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 	fill_ready(e, chunk, typelen, kind, ival, valuelen, private,
 			   GetCurrentTimestamp());
 	e->factory_us = factory_us;
+	owner = e->owner;
 	dshash_release_lock(singleton_registry, e);
-	chunk_free(old, old_size);
+	if (owner != userid)
+	{
+		quota_charge(userid, -(int64) size);
+		quota_charge(owner, (int64) size);
+	}
+	chunk_free(old, old_size, owner);
 	return FACTORY_STORED;
 }
 
@@ -1250,15 +1309,16 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	dsa_pointer chunk;
 	Size		size = (Size) rec->namelen + rec->typelen + rec->valuelen;
 
-	chunk = chunk_build(bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
+	/* the share is not enforced here: the entry was there before */
+	chunk = chunk_build(rec->owner, bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
 						bytes + rec->namelen + rec->typelen, rec->valuelen);
 
 	singleton_lookup_key(&key, rec->dbid, bytes, rec->namelen);
-	e = find_or_insert(singleton_registry, &key, &found, chunk, size);
+	e = find_or_insert(singleton_registry, &key, &found, chunk, size, rec->owner);
 	if (found)
 	{
 		dshash_release_lock(singleton_registry, e);
-		chunk_free(chunk, size);
+		chunk_free(chunk, size, rec->owner);
 		return false;
 	}
 	init_new_entry(e, rec->namelen, rec->owner, rec->created_at);

@@ -46,6 +46,7 @@ typedef struct LimiterEntry
 {
 	SingletonKey key;			/* key.name is a chunk holding the key text */
 	int64		tat_ns;			/* GCRA theoretical arrival time */
+	Oid			creator;		/* the role charged for it */
 } LimiterEntry;
 
 /* Exact shared bytes one entry occupies: dshash item, entry, chunk. */
@@ -74,6 +75,7 @@ typedef struct EntrySnapshot
 } EntrySnapshot;
 
 extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
+extern void registry_purge_database(Oid dbid);
 
 /* Remembered has_privs_of_role answers, for scans over many entries. */
 #define OWNER_PRIV_CACHE_SIZE 64
@@ -110,16 +112,17 @@ extern bool registry_copy_entry(Oid dbid, const char *name, int len,
 								PersistRecord *rec, char **buf, Size *bufsize);
 extern bool registry_restore_entry(const PersistRecord *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
-extern void account_memory(int64 delta);
-extern dsa_pointer chunk_build(const char *name, int namelen, const char *type,
-							   int typelen, const void *value, uint32 valuelen);
-extern void chunk_free(dsa_pointer dp, Size size);
+extern void account_memory(Oid role, int64 delta);
+extern dsa_pointer chunk_build(Oid role, const char *name, int namelen,
+							   const char *type, int typelen,
+							   const void *value, uint32 valuelen);
+extern void chunk_free(dsa_pointer dp, Size size, Oid role);
 extern void check_value_size(Jsonb *value);
 extern const char *jsonb_type_label(Jsonb *jb);
 extern bool registry_initializing(const char *name, int len, int *creator_pid);
 extern void *singleton_find_or_insert(dshash_table *table, SingletonKey *key,
 									  bool *found, dsa_pointer chunk,
-									  Size chunk_size);
+									  Size chunk_size, Oid chunk_role);
 
 /* Results of a factory probe. */
 typedef enum FactoryProbe

@@ -16,6 +16,9 @@
 
 #include <time.h>
 
+#include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -27,6 +30,7 @@
 #include "utils/wait_event.h"
 
 #include "singleton.h"
+#include "quota.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -51,6 +55,11 @@ dshash_table *singleton_limiters = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/* A database this transaction drops: its entries go when it commits. */
+static Oid	dropping_database = InvalidOid;
+static bool drop_callback_registered = false;
 
 void		_PG_init(void);
 
@@ -88,6 +97,7 @@ singleton_shmem_size(void)
 	size = add_size(size, MAXALIGN(mul_size(SINGLETON_RATE_LIMIT_MAX, sizeof(int64))));
 	size = add_size(size, SINGLETON_DSA_INPLACE_SIZE);
 	size = add_size(size, worker_shmem_size());
+	size = add_size(size, quota_shmem_size());
 	return size;
 }
 
@@ -205,7 +215,56 @@ singleton_shmem_startup(void)
 		pg_atomic_write_u32(&singleton_shared->persist.loaded, 1);
 
 	worker_shmem_init();
+	quota_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Forget a dropped database's entries once the drop commits. */
+static void
+singleton_drop_callback(XactEvent event, void *arg)
+{
+	if (!OidIsValid(dropping_database))
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		registry_purge_database(dropping_database);
+		limiter_purge_database(dropping_database);
+	}
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_ABORT)
+		dropping_database = InvalidOid;
+}
+
+/*
+ * Entries are keyed by database OID, so they must not outlive their
+ * database: DROP DATABASE frees them as it commits, and CREATE DATABASE
+ * frees any an earlier database of the same OID left (say, if the server
+ * stopped between the two), so that a new database never inherits them.
+ */
+static void
+singleton_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+						int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (classId != DatabaseRelationId || singleton_shared == NULL)
+		return;
+	if (access == OAT_POST_CREATE)
+	{
+		singleton_attach();
+		registry_purge_database(objectId);
+		limiter_purge_database(objectId);
+	}
+	else if (access == OAT_DROP)
+	{
+		/* attach now, while an error can still stop the drop */
+		singleton_attach();
+		if (!drop_callback_registered)
+		{
+			RegisterXactCallback(singleton_drop_callback, NULL);
+			drop_callback_registered = true;
+		}
+		dropping_database = objectId;
+	}
 }
 
 void
@@ -254,6 +313,15 @@ _PG_init(void)
 							60, 0, INT_MAX / 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.role_memory_share",
+							"Percent of singleton.memory_limit one role (not a superuser) may use.",
+							"Entries count for their owner, rate limiter keys for the role that made them.",
+							&singleton_role_memory_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("singleton.rate_limit",
@@ -315,6 +383,8 @@ _PG_init(void)
 	shmem_request_hook = singleton_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = singleton_shmem_startup;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = singleton_object_access;
 }
 
 void

@@ -193,6 +193,7 @@ extern Jsonb *registry_read(const char *name, int len, bool count_access);
 /* ratelimit.c */
 extern bool ratelimit_admit(void);
 extern void ratelimit_require(const char *what);
+extern void limiter_purge_database(Oid dbid);
 
 /* factory.c */
 extern void factory_init_backend(void);
