@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * quota.c
- *		Shared memory used per role, and each role's share of the registry.
+ *		Per-role shares of the registry: of its memory, and of its rate
+ *		limit.
  *
  * Every byte the registry allocates (entries and their chunks, per-key
  * limiter state) is charged to a role: an entry's owner, a limiter key's
@@ -16,6 +17,12 @@
  * lock.  Roles beyond the table's size share one overflow slot (and so one
  * share).  The share is checked before an allocation and charged after it;
  * concurrent writers of one role may overshoot it by at most one value each.
+ *
+ * The registry's rate limiter (ratelimit.c) also gives each role that is
+ * not a superuser at most singleton.rate_limit_role_share percent of
+ * singleton.rate_limit per second, so one role's flood cannot take every
+ * admission: a per-role GCRA bucket (one theoretical arrival time, updated
+ * with compare-and-swap) checked before the instance-wide window.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,18 +39,21 @@
 #include "quota.h"
 
 /* Distinct roles with their own counter; a power of two. */
+#define NS_PER_SECOND	INT64CONST(1000000000)
 #define QUOTA_SLOTS		4096
 
 typedef struct QuotaSlot
 {
 	pg_atomic_uint32 role;		/* InvalidOid while free; set once */
 	pg_atomic_uint64 bytes;		/* bytes charged to the role */
+	pg_atomic_uint64 admit_tat_ns;	/* rate limit: theoretical arrival time */
 } QuotaSlot;
 
 /* QUOTA_SLOTS slots, then the overflow slot. */
 static QuotaSlot *quota_slots = NULL;
 
 int			singleton_role_memory_share = 50;
+int			singleton_rate_limit_role_share = 50;
 
 Size
 quota_shmem_size(void)
@@ -64,6 +74,7 @@ quota_shmem_init(void)
 		{
 			pg_atomic_init_u32(&quota_slots[i].role, InvalidOid);
 			pg_atomic_init_u64(&quota_slots[i].bytes, 0);
+			pg_atomic_init_u64(&quota_slots[i].admit_tat_ns, 0);
 		}
 	}
 }
@@ -140,4 +151,48 @@ quota_check(Oid role, Size request)
 						   singleton_role_memory_share, (unsigned long long) used),
 				 errhint("Delete entries or limiter keys of this role, or raise singleton.role_memory_share.")));
 	}
+}
+
+/*
+ * May role take one more of the registry's admissions in the second up to
+ * now_ns, given limit admissions per second for the instance?  Superusers
+ * and a share of 100 always may.  A role that may is charged for it; see
+ * quota_admit_refund.
+ */
+bool
+quota_admit(Oid role, int64 now_ns, int limit)
+{
+	QuotaSlot  *slot;
+	int64		share;
+	int64		interval;
+	uint64		tat;
+
+	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
+		return true;
+	share = Max((int64) limit * singleton_rate_limit_role_share / 100, 1);
+	interval = NS_PER_SECOND / share;
+	slot = quota_slot(role);
+	tat = pg_atomic_read_u64(&slot->admit_tat_ns);
+	for (;;)
+	{
+		int64		new_tat = Max((int64) tat, now_ns) + interval;
+
+		/* at most share admissions in any one second */
+		if (new_tat - now_ns > NS_PER_SECOND)
+			return false;
+		if (pg_atomic_compare_exchange_u64(&slot->admit_tat_ns, &tat, (uint64) new_tat))
+			return true;
+	}
+}
+
+/* Give back an admission quota_admit charged (the instance refused it). */
+void
+quota_admit_refund(Oid role, int limit)
+{
+	int64		share;
+
+	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
+		return;
+	share = Max((int64) limit * singleton_rate_limit_role_share / 100, 1);
+	pg_atomic_fetch_sub_u64(&quota_slot(role)->admit_tat_ns, (uint64) (NS_PER_SECOND / share));
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * quota.h
- *		Shared memory used per role, and each role's share of the registry.
+ *		Per-role shares of the registry: of its memory and of its rate limit.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,13 +10,17 @@
 
 #include "postgres.h"
 
-/* GUC: percent of singleton.memory_limit one role may use (singleton.c) */
+/* GUCs (singleton.c): percent of singleton.memory_limit and of
+ * singleton.rate_limit one role may use */
 extern int	singleton_role_memory_share;
+extern int	singleton_rate_limit_role_share;
 
 extern Size quota_shmem_size(void);
 extern void quota_shmem_init(void);
 extern void quota_charge(Oid role, int64 delta);
 extern uint64 quota_used(Oid role);
 extern void quota_check(Oid role, Size request);
+extern bool quota_admit(Oid role, int64 now_ns, int limit);
+extern void quota_admit_refund(Oid role, int limit);
 
 #endif							/* SINGLETON_QUOTA_H */

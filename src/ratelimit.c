@@ -8,7 +8,9 @@
  * operation is admitted when the oldest of them is more than one second
  * old, so no one-second interval ever admits more than the limit.  O(1) per
  * operation under a spinlock that covers a handful of instructions.  With
- * the limit at 0 the check is one read of a backend-local integer.
+ * the limit at 0 the check is one read of a backend-local integer.  Before
+ * the window, each role's own share of it is checked (quota.c), so that a
+ * flood by one role leaves room for the others.
  *
  * Per-key limiters: the generic cell rate algorithm (as redis-cell's
  * CL.THROTTLE).  State is one theoretical arrival time per (database, key)
@@ -55,6 +57,12 @@ ratelimit_admit(void)
 
 	s = singleton_shared;
 	now = (int64) singleton_now_ns();
+	/* the role's own share first, so one role cannot take the whole window */
+	if (!quota_admit(GetUserId(), now, limit))
+	{
+		pg_atomic_fetch_add_u64(&s->rate_limited_count, 1);
+		return false;
+	}
 	SpinLockAcquire(&s->rl_mutex);
 	if (s->rl_limit != limit)
 	{
@@ -80,7 +88,10 @@ ratelimit_admit(void)
 	SpinLockRelease(&s->rl_mutex);
 
 	if (!admit)
+	{
+		quota_admit_refund(GetUserId(), limit);
 		pg_atomic_fetch_add_u64(&s->rate_limited_count, 1);
+	}
 	return admit;
 }
 

@@ -324,6 +324,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("singleton.rate_limit_role_share",
+							"Percent of singleton.rate_limit one role (not a superuser) may take per second.",
+							NULL,
+							&singleton_rate_limit_role_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("singleton.rate_limit",
 							"Registry operations admitted per second across the instance; 0 disables the limiter.",
 							NULL,
