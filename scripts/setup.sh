@@ -15,6 +15,11 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# initdb fails on a locale the machine has not generated (a fresh debootstrap
+# root inherits the caller's LANG): use C.UTF-8, which glibc always has.
+export LANG=C.UTF-8
+for v in $(env | sed -n 's/^\(LC_[A-Z_]*\|LANGUAGE\)=.*/\1/p'); do unset "$v"; done
 PG_MAJOR=${PG_MAJOR:-15}
 PACKAGED_MAJOR=15
 
