@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "datatype/timestamp.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
@@ -69,9 +70,15 @@ PGDLLEXPORT void singleton_persist_main(Datum main_arg);
 /* Load attempts before the registry opens without (the rest of) the file. */
 #define LOAD_ATTEMPTS		3
 
-/* numeric.c's on-disk format bits: 0x0000 and 0x4000 are the long format */
+/*
+ * numeric.c's on-disk format (private to it): the top bits of the first
+ * header word are 00 or 01 (long format, positive or negative), 10 (short
+ * format) or 11 (special values); digits are base 10000.
+ */
 #define NUMERIC_FORMAT_MASK		0xC000
 #define NUMERIC_SHORT_FORMAT	0x8000
+#define NUMERIC_SPECIAL_FORMAT	0xC000
+#define NUMERIC_DIGIT_BASE		10000
 
 bool		singleton_persist = true;
 int			singleton_persist_interval = 60;
@@ -277,13 +284,59 @@ read_file(Size *size)
 }
 
 /*
+ * Is this a sound jsonb numeric of exactly len bytes at p (unaligned)?  A
+ * plain varlena with a 4-byte header, then numeric.c's header: 2 bytes in
+ * the short format, 4 in the long one (sign bits 00 or 01).  The special
+ * format (NaN, infinities) has no JSON form and is refused, and so is a
+ * digit outside 0..NBASE-1: numeric code asserts on both.
+ */
+static bool
+jsonb_numeric_sound(const char *p, Size len)
+{
+	uint32		vh;
+	uint16		nh;
+	Size		hdr;
+	Size		off;
+
+	if (len < VARHDRSZ + sizeof(uint16))
+		return false;
+	memcpy(&vh, p, sizeof(uint32));
+	memcpy(&nh, p + VARHDRSZ, sizeof(uint16));
+	if (!VARATT_IS_4B_U(&vh) || VARSIZE(&vh) > len)
+		return false;
+	switch (nh & NUMERIC_FORMAT_MASK)
+	{
+		case NUMERIC_SHORT_FORMAT:
+			hdr = VARHDRSZ + sizeof(uint16);
+			break;
+		case NUMERIC_SPECIAL_FORMAT:
+			return false;
+		default:
+			hdr = VARHDRSZ + 2 * sizeof(uint16);
+			break;
+	}
+	if (VARSIZE(&vh) < hdr || (VARSIZE(&vh) - hdr) % sizeof(int16) != 0)
+		return false;
+	for (off = hdr; off < VARSIZE(&vh); off += sizeof(int16))
+	{
+		int16		digit;
+
+		memcpy(&digit, p + off, sizeof(int16));
+		if (digit < 0 || digit >= NUMERIC_DIGIT_BASE)
+			return false;
+	}
+	return true;
+}
+
+/*
  * Is this a sound jsonb container of exactly len bytes?  Checks everything
  * the jsonb code trusts when it reads one: the header's kind and count,
  * that each child's end offset stays inside the container and never moves
- * back, that object keys are strings, that numerics and nested containers
- * fit after their alignment padding, recursively.  Key order and string
- * encoding are not checked: wrong ones give wrong answers, never reads out
- * of bounds.  base need not be aligned.
+ * back, that object keys are strings in jsonb's order (shorter first, then
+ * bytewise, no duplicates), that a scalar root holds a scalar, that
+ * numerics and nested containers fit after their alignment padding,
+ * recursively.  String encoding is not checked: a wrong one gives wrong
+ * text, never a read out of bounds.  base need not be aligned.
  */
 static bool
 jsonb_container_sound(const char *base, Size len, bool root)
@@ -295,6 +348,8 @@ jsonb_container_sound(const char *base, Size len, bool root)
 	Size		datalen;
 	Size		end = 0;
 	Size		i;
+	Size		prev_key = 0;
+	Size		prev_key_len = 0;
 
 	check_stack_depth();
 	if (len < sizeof(uint32))
@@ -323,8 +378,20 @@ jsonb_container_sound(const char *base, Size len, bool root)
 		if (end < start || end > datalen)
 			return false;
 		type = je & JENTRY_TYPEMASK;
-		if ((header & JB_FOBJECT) && i < count && type != JENTRY_ISSTRING)
-			return false;		/* keys are strings */
+		if ((header & JB_FOBJECT) && i < count)
+		{
+			/* keys: strings, each after the one before in jsonb's order */
+			if (type != JENTRY_ISSTRING)
+				return false;
+			if (i > 0 && (end - start < prev_key_len ||
+						  (end - start == prev_key_len &&
+						   memcmp(data + prev_key, data + start, prev_key_len) >= 0)))
+				return false;
+			prev_key = start;
+			prev_key_len = end - start;
+		}
+		if ((header & JB_FSCALAR) && type == JENTRY_ISCONTAINER)
+			return false;		/* a scalar root holds a scalar */
 		at = INTALIGN(start);
 		switch (type)
 		{
@@ -334,28 +401,9 @@ jsonb_container_sound(const char *base, Size len, bool root)
 			case JENTRY_ISNULL:
 				break;
 			case JENTRY_ISNUMERIC:
-				{
-					uint32		vh;
-					uint16		nh;
-
-					/*
-					 * A plain varlena with a 4-byte header, then the numeric
-					 * header: 2 bytes in the short and special formats, 4 in
-					 * the long one, whose sign bits are 00 or 01.
-					 */
-					if (at + VARHDRSZ + sizeof(uint16) > end)
-						return false;
-					memcpy(&vh, data + at, sizeof(uint32));
-					memcpy(&nh, data + at + VARHDRSZ, sizeof(uint16));
-					if (!VARATT_IS_4B_U(&vh) ||
-						VARSIZE(&vh) < VARHDRSZ + sizeof(uint16) ||
-						at + VARSIZE(&vh) > end)
-						return false;
-					if ((nh & NUMERIC_FORMAT_MASK) < NUMERIC_SHORT_FORMAT &&
-						VARSIZE(&vh) < VARHDRSZ + 2 * sizeof(uint16))
-						return false;
-					break;
-				}
+				if (at > end || !jsonb_numeric_sound(data + at, end - at))
+					return false;
+				break;
 			case JENTRY_ISCONTAINER:
 				if (at > end || !jsonb_container_sound(data + at, end - at, false))
 					return false;
@@ -382,7 +430,12 @@ record_sound(const PersistRecord *rec, const char *bytes, Size avail)
 		rec->typelen < 1 || rec->typelen > SINGLETON_TYPE_MAX ||
 		rec->private > 1 || rec->valuelen > MaxAllocSize ||
 		rec->factory_us < -1 || need > avail ||
-		!OidIsValid(rec->dbid) || !OidIsValid(rec->owner))
+		!OidIsValid(rec->dbid) || !OidIsValid(rec->owner) ||
+		!IS_VALID_TIMESTAMP(rec->created_at) || !IS_VALID_TIMESTAMP(rec->updated_at) ||
+		(rec->last_access != 0 && !IS_VALID_TIMESTAMP(rec->last_access)))
+		return false;
+	/* names and types are C strings to the rest of the code: no NUL inside */
+	if (memchr(bytes, '\0', rec->namelen + rec->typelen) != NULL)
 		return false;
 	if (rec->kind == VALUE_INT)
 		return true;			/* value bytes, if any, are never read */

@@ -79,7 +79,51 @@ my $typelen = unpack('C', substr($good, $REC + 10, 1));
 my $VALUE = $REC + $REC_HDR + $namelen + $typelen;
 is($namelen, length('crafted'), 'the record layout is as expected');
 
+# replace the value bytes (a jsonb datum: 4-byte header, then the container)
+sub with_value
+{
+	my ($d, $container) = @_;
+	my $value = pack('L', (4 + length($container)) << 2) . $container;
+	substr($d, $VALUE, $valuelen) = $value;
+	substr($d, $REC + 16, 4) = pack('L', length($value));
+	return $d;
+}
+# the value '{"a": [1, 2]}': root object header, key and value entries, then
+# "a", padding, the array (header, two entries) and two short numerics of 8
+# bytes (varlena header, numeric header, one digit)
+my $ARRAY = $VALUE + 20;
+my $NUM1 = $ARRAY + 12;
+
 my %crafted = (
+	'a scalar root holding a container' => sub {
+		return with_value(shift, pack('L L L', 0x50000001, 0x50000004, 0x20000000));
+	},
+	'object keys out of order' => sub {
+		return with_value(shift, pack('L L L L L', 0x20000002, 1, 1, 0x40000000, 0x40000000) . 'ba');
+	},
+	'a duplicate key' => sub {
+		return with_value(shift, pack('L L L L L', 0x20000002, 1, 1, 0x40000000, 0x40000000) . 'aa');
+	},
+	'a numeric of an unknown special kind' => sub {
+		my $d = shift;
+		substr($d, $NUM1 + 4, 2) = pack('S', 0xE000);
+		return $d;
+	},
+	'a numeric digit out of range' => sub {
+		my $d = shift;
+		substr($d, $NUM1 + 6, 2) = pack('s', 32767);
+		return $d;
+	},
+	'a NUL byte in the name' => sub {
+		my $d = shift;
+		substr($d, $REC + $REC_HDR + 2, 1) = "\0";
+		return $d;
+	},
+	'a creation time out of range' => sub {
+		my $d = shift;
+		substr($d, $REC + 32, 8) = pack('q', 9223372036854775807);
+		return $d;
+	},
 	'a value header claiming 200 MB' => sub {
 		my $d = shift;
 		substr($d, $VALUE, 4) = pack('L', (200 * 1024 * 1024) << 2);
