@@ -59,6 +59,8 @@ RESET ROLE;
 -- are charged to the hog, the owner)
 SET ROLE mem_member;
 SELECT mem_error($$SELECT singleton_set('hog.1', '"small"')$$);
+-- but not past the owner's share: the bytes would be the hog's
+SELECT mem_error($$SELECT singleton_set('hog.2', pg_catalog.to_jsonb(pg_catalog.repeat('y', 900000)))$$);
 RESET ROLE;
 -- the hog frees its room (its keys by an administrator), and may make keys again
 SELECT singleton_rate_limit_purge('mem_hog') > 0 AS hog_keys_purged;

@@ -36,6 +36,9 @@ SET ROLE sq_attacker;
 SELECT name, owner, private, size_bytes, access_count, last_access, factory_ms
   FROM singleton_entries WHERE name = 'victim.secret';
 SELECT singleton_stats()->'access_counts'->'victim.secret' AS access_count_in_stats;
+-- nor can its size be worked out from the database's total
+SELECT (singleton_stats()->>'estimated_memory_bytes')::bigint =
+       (SELECT sum(size_bytes) FROM singleton_entries) AS total_leaves_it_out;
 -- public entries show everything, as before
 SELECT size_bytes > 0 AS size_shown, access_count FROM singleton_entries WHERE name = 'app.secret';
 RESET ROLE;

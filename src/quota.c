@@ -134,7 +134,7 @@ quota_check(Oid role, Size request)
 	uint64		share;
 	uint64		used;
 
-	if (singleton_role_memory_share >= 100 || superuser_arg(role))
+	if (request == 0 || singleton_role_memory_share >= 100 || superuser_arg(role))
 		return;
 	share = (uint64) singleton_shared->memory_limit / 100 * singleton_role_memory_share;
 	used = quota_used(role);

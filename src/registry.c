@@ -467,6 +467,34 @@ check_value_size(Jsonb *value)
 }
 
 /*
+ * Before writing chunk_size bytes under a name: check the share of the role
+ * they will count for (an existing entry's owner, whoever writes it; else
+ * the writer), for what the write adds.  So a role at its share may still
+ * replace its entries with values no larger.  A look without a write lock;
+ * the entry may change before the write, which the share tolerates.
+ */
+static void
+check_share_for_write(const char *name, int len, Oid writer, Size chunk_size)
+{
+	SingletonKey key;
+	RegistryEntry *e;
+	Oid			charged = writer;
+	Size		had = 0;
+	Size		adds = REGISTRY_ENTRY_OVERHEAD + chunk_size;
+
+	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	e = dshash_find(singleton_registry, &key, false);
+	if (e != NULL)
+	{
+		charged = e->owner;
+		had = entry_chunk_size(e);
+		dshash_release_lock(singleton_registry, e);
+		adds = chunk_size > had ? chunk_size - had : 0;
+	}
+	quota_check(charged, adds);
+}
+
+/*
  * Create or replace an entry of the current database.  Returns true if the
  * entry was initializing (so waiters must be woken).
  */
@@ -487,7 +515,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 
 	classify_value(value, &kind, &ival, &valuelen);
 	chunk_size = (Size) len + typelen + valuelen;
-	quota_check(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
+	check_share_for_write(name, len, userid, chunk_size);
 	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);

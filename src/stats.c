@@ -129,8 +129,10 @@ singleton_stats(PG_FUNCTION_ARGS)
 	singleton_attach();
 	snap = registry_snapshot(MyDatabaseId, &n);
 	qsort(snap, n, sizeof(EntrySnapshot), snapshot_name_cmp);
+	/* a private entry's size is the caller's to know only if it may read it */
 	for (i = 0; i < n; i++)
-		bytes += snap[i].size_bytes;
+		if (!registry_hides_usage(&snap[i], &cache))
+			bytes += snap[i].size_bytes;
 	sum_counters(&t);
 
 	initStringInfo(&buf);
