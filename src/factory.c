@@ -109,8 +109,12 @@ factory_on_exit(int code, Datum arg)
 
 	if (npending > 0)
 	{
-		/* a FATAL may have come from anywhere; start from a clean slate */
-		LWLockReleaseAll();
+		/*
+		 * A FATAL (say, pg_terminate_backend) while a factory runs: abort the
+		 * transaction as ShutdownPostgres would, which releases every lock and
+		 * drops the claims through our abort callback; drop what is left.
+		 */
+		AbortOutOfAnyTransaction();
 		abandon_claims(InvalidSubTransactionId);
 	}
 	pg_atomic_write_u32(&c->waiting_for_pid, 0);

@@ -234,10 +234,11 @@ chunk_free(dsa_pointer dp, Size size, Oid role)
 /*
  * dshash_find_or_insert, turning "out of DSA memory" inside dshash into the
  * registry-full error, and freeing the caller's chunk on any error.  dshash
- * raised the error with partition locks held; no caller of a SQL function
- * holds LWLocks, so releasing all of them here is safe, and lets us free the
- * chunk before reporting.  dshash's backend-local state is untouched by a
- * failed insert, so the table handle stays usable.
+ * raises the error with the key's partition lock still held (PostgreSQL's
+ * abort releases it).  Freeing the chunk meanwhile takes the area's locks
+ * after the partition lock, the order dshash itself allocates in.  dshash's
+ * backend-local state is untouched by a failed insert, so the table handle
+ * stays usable.
  */
 static void *
 find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
@@ -257,7 +258,6 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 			REGISTRY_ENTRY_OVERHEAD : LIMITER_ENTRY_OVERHEAD;
 
 		MemoryContextSwitchTo(mcxt);
-		LWLockReleaseAll();
 		if (DsaPointerIsValid(chunk))
 			chunk_free(chunk, chunk_size, chunk_role);
 		edata = CopyErrorData();
