@@ -477,7 +477,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 				 errdetail("Its value was asked for while its own factory was running in this session.")));
 
 	ratelimit_require("singleton_get");
-	COUNT(gets, 1);
+	SINGLETON_COUNT(gets, 1);
 
 	for (;;)
 	{
@@ -506,9 +506,9 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 								   holder ? holder : "(dropped)"),
 						 errhint("Use a name no other role can take, or have an administrator delete the entry.")));
 			}
-			COUNT(hits, 1);
+			SINGLETON_COUNT(hits, 1);
 			if (waited)
-				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
 			PG_RETURN_JSONB_P(value);
 		}
 		if (probe == PROBE_BUSY)
@@ -521,7 +521,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 			{
 				waited = true;
 				wait_start = GetCurrentTimestamp();
-				COUNT(factory_waits, 1);
+				SINGLETON_COUNT(factory_waits, 1);
 			}
 			PG_TRY();
 			{
@@ -529,7 +529,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 			}
 			PG_CATCH();
 			{
-				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
 				PG_RE_THROW();
 			}
 			PG_END_TRY();
@@ -543,11 +543,11 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 			FactoryOutcome outcome;
 			Jsonb	   *current;
 
-			COUNT(misses, 1);
+			SINGLETON_COUNT(misses, 1);
 			if (waited)
-				COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
 			push_claim(name, len, generation);
-			COUNT(factory_runs, 1);
+			SINGLETON_COUNT(factory_runs, 1);
 
 			/*
 			 * On error the claim stays in pending[]; the abort callbacks drop
@@ -559,15 +559,15 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 				value = run_factory(name, len, query);
 				INSTR_TIME_SET_CURRENT(duration);
 				INSTR_TIME_SUBTRACT(duration, start);
-				check_value_size(value);
+				singleton_check_value_size(value);
 				outcome = registry_factory_complete(name, len, generation, value,
-													type ? type : jsonb_type_label(value),
+													type ? type : singleton_jsonb_type_label(value),
 													private,
 													(int64) INSTR_TIME_GET_MICROSEC(duration));
 			}
 			PG_CATCH();
 			{
-				COUNT(factory_failures, 1);
+				SINGLETON_COUNT(factory_failures, 1);
 				PG_RE_THROW();
 			}
 			PG_END_TRY();

@@ -133,8 +133,8 @@ singleton_reset(PG_FUNCTION_ARGS)
 static void
 limiter_release(dsa_pointer chunk, Size len, Oid creator)
 {
-	chunk_free(chunk, len, creator);
-	account_memory(creator, -(int64) LIMITER_ENTRY_OVERHEAD);
+	singleton_chunk_free(chunk, len, creator);
+	singleton_account_memory(creator, -(int64) LIMITER_ENTRY_OVERHEAD);
 	pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
 }
 
@@ -383,7 +383,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		if (!DsaPointerIsValid(chunk))
 		{
 			quota_check(userid, len + LIMITER_ENTRY_OVERHEAD);
-			chunk = chunk_build(userid, name, len, "", 0, NULL, 0);
+			chunk = singleton_chunk_build(userid, name, len, "", 0, NULL, 0);
 			continue;
 		}
 		e = singleton_find_or_insert(singleton_limiters, &key, &found, chunk, len, userid);
@@ -395,7 +395,7 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 			e->creator = userid;
 			chunk = InvalidDsaPointer;
 			pg_atomic_fetch_add_u32(&singleton_shared->limiter_keys, 1);
-			account_memory(userid, LIMITER_ENTRY_OVERHEAD);
+			singleton_account_memory(userid, LIMITER_ENTRY_OVERHEAD);
 		}
 		break;
 	}
@@ -411,12 +411,12 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 			dshash_release_lock(singleton_limiters, e);
 	}
 	if (DsaPointerIsValid(chunk))
-		chunk_free(chunk, len, userid);
+		singleton_chunk_free(chunk, len, userid);
 
 	if (r.allowed)
-		COUNT(limiter_allowed, 1);
+		SINGLETON_COUNT(limiter_allowed, 1);
 	else
-		COUNT(limiter_refused, 1);
+		SINGLETON_COUNT(limiter_refused, 1);
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = BoolGetDatum(r.allowed);

@@ -49,7 +49,7 @@ typedef enum ReadState
 
 /* Count bytes allocated (delta > 0) or freed, globally and for a role. */
 void
-account_memory(Oid role, int64 delta)
+singleton_account_memory(Oid role, int64 delta)
 {
 	quota_charge(role, delta);
 	if (delta >= 0)
@@ -131,7 +131,7 @@ require_privs_of(Oid owner, const char *name, int len)
 
 /* jsonb_typeof of a value, as the default type label. */
 const char *
-jsonb_type_label(Jsonb *jb)
+singleton_jsonb_type_label(Jsonb *jb)
 {
 	JsonbValue	v;
 
@@ -202,7 +202,7 @@ jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
  * (quota_check), made before.
  */
 dsa_pointer
-chunk_build(Oid role, const char *name, int namelen, const char *type,
+singleton_chunk_build(Oid role, const char *name, int namelen, const char *type,
 			int typelen, const void *value, uint32 valuelen)
 {
 	Size		size = (Size) namelen + typelen + valuelen;
@@ -214,7 +214,7 @@ chunk_build(Oid role, const char *name, int namelen, const char *type,
 		singleton_error_full(size);
 	if (pg_atomic_read_u32(&singleton_shared->full))
 		pg_atomic_write_u32(&singleton_shared->full, 0);
-	account_memory(role, (int64) size);
+	singleton_account_memory(role, (int64) size);
 	p = dsa_get_address(singleton_area, dp);
 	memcpy(p, name, namelen);
 	memcpy(p + namelen, type, typelen);
@@ -225,10 +225,10 @@ chunk_build(Oid role, const char *name, int namelen, const char *type,
 
 /* Free a chunk charged to role. */
 void
-chunk_free(dsa_pointer dp, Size size, Oid role)
+singleton_chunk_free(dsa_pointer dp, Size size, Oid role)
 {
 	dsa_free(singleton_area, dp);
-	account_memory(role, -(int64) size);
+	singleton_account_memory(role, -(int64) size);
 }
 
 /*
@@ -259,7 +259,7 @@ find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
 
 		MemoryContextSwitchTo(mcxt);
 		if (DsaPointerIsValid(chunk))
-			chunk_free(chunk, chunk_size, chunk_role);
+			singleton_chunk_free(chunk, chunk_size, chunk_role);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
 			PG_RE_THROW();
@@ -286,8 +286,8 @@ remove_locked_entry(RegistryEntry *e)
 	Oid			owner = e->owner;
 
 	dshash_delete_entry(singleton_registry, e);
-	chunk_free(chunk, size, owner);
-	account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
+	singleton_chunk_free(chunk, size, owner);
+	singleton_account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
 	pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
 }
 
@@ -433,7 +433,7 @@ init_new_entry(RegistryEntry *e, int namelen, Oid owner, TimestampTz now)
 	pg_atomic_init_u64(&e->access_count, 0);
 	pg_atomic_init_u64(&e->last_access, 0);
 	pg_atomic_fetch_add_u32(&singleton_shared->entry_count, 1);
-	account_memory(owner, REGISTRY_ENTRY_OVERHEAD);
+	singleton_account_memory(owner, REGISTRY_ENTRY_OVERHEAD);
 }
 
 /* Work out how a value is stored: inline integer or jsonb bytes. */
@@ -456,7 +456,7 @@ classify_value(Jsonb *value, uint8 *kind, int64 *ival, uint32 *valuelen)
 }
 
 void
-check_value_size(Jsonb *value)
+singleton_check_value_size(Jsonb *value)
 {
 	if (VARSIZE(value) > (Size) singleton_max_value_size)
 		ereport(ERROR,
@@ -516,7 +516,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 	classify_value(value, &kind, &ival, &valuelen);
 	chunk_size = (Size) len + typelen + valuelen;
 	check_share_for_write(name, len, userid, chunk_size);
-	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
+	chunk = singleton_chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	for (;;)
@@ -542,7 +542,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 				}
 				PG_CATCH();
 				{
-					chunk_free(chunk, chunk_size, userid);
+					singleton_chunk_free(chunk, chunk_size, userid);
 					PG_RE_THROW();
 				}
 				PG_END_TRY();
@@ -573,7 +573,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 			quota_charge(entry_owner, (int64) chunk_size);
 		}
 		if (DsaPointerIsValid(old))
-			chunk_free(old, old_size, entry_owner);
+			singleton_chunk_free(old, old_size, entry_owner);
 		return was_initializing;
 	}
 }
@@ -598,9 +598,9 @@ singleton_set(PG_FUNCTION_ARGS)
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
 	value = PG_GETARG_JSONB_P(1);
-	check_value_size(value);
+	singleton_check_value_size(value);
 	if (PG_ARGISNULL(2))
-		type = pstrdup(jsonb_type_label(value));
+		type = pstrdup(singleton_jsonb_type_label(value));
 	else
 	{
 		type = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -612,7 +612,7 @@ singleton_set(PG_FUNCTION_ARGS)
 
 	if (store_value(VARDATA_ANY(name), len, value, type, private))
 		ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, VARDATA_ANY(name), len));
-	COUNT(sets, 1);
+	SINGLETON_COUNT(sets, 1);
 	PG_RETURN_VOID();
 }
 
@@ -630,14 +630,14 @@ singleton_get(PG_FUNCTION_ARGS)
 	singleton_check_name(VARDATA_ANY(name), len);
 	ratelimit_require("singleton_get");
 
-	COUNT(gets, 1);
+	SINGLETON_COUNT(gets, 1);
 	value = registry_read(VARDATA_ANY(name), len, true);
 	if (value == NULL)
 	{
-		COUNT(misses, 1);
+		SINGLETON_COUNT(misses, 1);
 		PG_RETURN_NULL();
 	}
-	COUNT(hits, 1);
+	SINGLETON_COUNT(hits, 1);
 	PG_RETURN_JSONB_P(value);
 }
 
@@ -712,7 +712,7 @@ singleton_delete(PG_FUNCTION_ARGS)
 		remove_locked_entry(e);
 		if (was_initializing)
 			ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, str, len));
-		COUNT(deletes, 1);
+		SINGLETON_COUNT(deletes, 1);
 		PG_RETURN_BOOL(true);
 	}
 }
@@ -784,7 +784,7 @@ singleton_clear(PG_FUNCTION_ARGS)
 		remove_locked_entry(e);
 		removed++;
 	}
-	COUNT(deletes, removed);
+	SINGLETON_COUNT(deletes, removed);
 	pfree(snap);
 	PG_RETURN_INT64(removed);
 }
@@ -856,7 +856,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 				if (!DsaPointerIsValid(chunk))
 				{
 					quota_check(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
-					chunk = chunk_build(userid, str, len, "counter", strlen("counter"), NULL, 0);
+					chunk = singleton_chunk_build(userid, str, len, "counter", strlen("counter"), NULL, 0);
 					continue;
 				}
 				/* our PG_CATCH frees the chunk, so do not hand it over */
@@ -948,14 +948,14 @@ singleton_incr(PG_FUNCTION_ARGS)
 	PG_CATCH();
 	{
 		if (DsaPointerIsValid(chunk))
-			chunk_free(chunk, chunk_size, userid);
+			singleton_chunk_free(chunk, chunk_size, userid);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
 	if (DsaPointerIsValid(chunk))
-		chunk_free(chunk, chunk_size, userid);
-	COUNT(incrs, 1);
+		singleton_chunk_free(chunk, chunk_size, userid);
+	SINGLETON_COUNT(incrs, 1);
 	PG_RETURN_INT64(result);
 }
 
@@ -980,8 +980,8 @@ registry_purge_database(Oid dbid)
 			Oid			owner = e->owner;
 
 			dshash_delete_current(&status);
-			chunk_free(chunk, size, owner);
-			account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
+			singleton_chunk_free(chunk, size, owner);
+			singleton_account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
 			pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
 		}
 	}
@@ -1140,7 +1140,7 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		if (pg_atomic_read_u32(&singleton_shared->full))
 			singleton_error_full(len);
 		quota_check(userid, len + REGISTRY_ENTRY_OVERHEAD);
-		chunk = chunk_build(userid, name, len, "", 0, NULL, 0);
+		chunk = singleton_chunk_build(userid, name, len, "", 0, NULL, 0);
 		e = find_or_insert(singleton_registry, &key, &found, chunk, len, userid);
 		if (found)
 		{
@@ -1148,7 +1148,7 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 
 			*creator_pid = e->creator_pid;
 			dshash_release_lock(singleton_registry, e);
-			chunk_free(chunk, len, userid);
+			singleton_chunk_free(chunk, len, userid);
 			if (busy)
 				return PROBE_BUSY;
 			continue;			/* became ready meanwhile: read it */
@@ -1197,7 +1197,7 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 	classify_value(value, &kind, &ival, &valuelen);
 	size = (Size) len + typelen + valuelen;
 	quota_check(userid, size);
-	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
+	chunk = singleton_chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	e = dshash_find(singleton_registry, &key, true);
@@ -1211,7 +1211,7 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 				outcome = FACTORY_DISPLACED;
 			dshash_release_lock(singleton_registry, e);
 		}
-		chunk_free(chunk, size, userid);
+		singleton_chunk_free(chunk, size, userid);
 		return outcome;
 	}
 	old = e->key.name;
@@ -1226,7 +1226,7 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 		quota_charge(userid, -(int64) size);
 		quota_charge(owner, (int64) size);
 	}
-	chunk_free(old, old_size, owner);
+	singleton_chunk_free(old, old_size, owner);
 	return FACTORY_STORED;
 }
 
@@ -1338,7 +1338,7 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	Size		size = (Size) rec->namelen + rec->typelen + rec->valuelen;
 
 	/* the share is not enforced here: the entry was there before */
-	chunk = chunk_build(rec->owner, bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
+	chunk = singleton_chunk_build(rec->owner, bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
 						bytes + rec->namelen + rec->typelen, rec->valuelen);
 
 	singleton_lookup_key(&key, rec->dbid, bytes, rec->namelen);
@@ -1346,7 +1346,7 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	if (found)
 	{
 		dshash_release_lock(singleton_registry, e);
-		chunk_free(chunk, size, rec->owner);
+		singleton_chunk_free(chunk, size, rec->owner);
 		return false;
 	}
 	init_new_entry(e, rec->namelen, rec->owner, rec->created_at);

@@ -153,7 +153,7 @@ extern uint32 singleton_wait_event(SingletonWait which);
 extern void singleton_register_worker(const char *name, const char *function,
 									  BgWorkerStartTime start_time, int flags);
 
-#define COUNT(field, n) \
+#define SINGLETON_COUNT(field, n) \
 	pg_atomic_fetch_add_u64(&singleton_my_counters()->field, (n))
 
 /*
