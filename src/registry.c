@@ -202,8 +202,9 @@ jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
  * (quota_check), made before.
  */
 dsa_pointer
-singleton_chunk_build(Oid role, const char *name, int namelen, const char *type,
-			int typelen, const void *value, uint32 valuelen)
+singleton_chunk_build(Oid role, const char *name, int namelen,
+					  const char *type, int typelen, const void *value,
+					  uint32 valuelen)
 {
 	Size		size = (Size) namelen + typelen + valuelen;
 	dsa_pointer dp;

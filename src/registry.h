@@ -113,9 +113,10 @@ extern bool registry_copy_entry(Oid dbid, const char *name, int len,
 extern bool registry_restore_entry(const PersistRecord *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
 extern void singleton_account_memory(Oid role, int64 delta);
-extern dsa_pointer singleton_chunk_build(Oid role, const char *name, int namelen,
-							   const char *type, int typelen,
-							   const void *value, uint32 valuelen);
+extern dsa_pointer singleton_chunk_build(Oid role, const char *name,
+										 int namelen, const char *type,
+										 int typelen, const void *value,
+										 uint32 valuelen);
 extern void singleton_chunk_free(dsa_pointer dp, Size size, Oid role);
 extern void singleton_check_value_size(Jsonb *value);
 extern const char *singleton_jsonb_type_label(Jsonb *jb);
