@@ -17,45 +17,8 @@ ALTER FUNCTION @extschema@.singleton_exists(text) CALLED ON NULL INPUT;
 ALTER FUNCTION @extschema@.singleton_delete(text) CALLED ON NULL INPUT;
 ALTER FUNCTION @extschema@.singleton_incr(text, bigint) CALLED ON NULL INPUT;
 
--- Job functions: the bodies of 1.0 with the check added.
-CREATE OR REPLACE FUNCTION @extschema@.singleton_job_create(name text, command text,
-                                                            timeout interval DEFAULT NULL,
-                                                            max_attempts integer DEFAULT 1)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    new_id bigint;
-BEGIN
-    PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $2 IS NULL THEN
-        RAISE EXCEPTION 'job command must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $1 = '' THEN
-        RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = '22023';
-    END IF;
-    -- max_attempts is optional: NULL means its default
-    PERFORM @extschema@._singleton_job_check($2, $3, coalesce($4, 1));
-    -- runs connect as the owner, so the owner must be able to log in
-    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so jobs cannot run as it', current_user
-            USING ERRCODE = '42501',
-                  HINT = 'Create the job as a role with LOGIN, or grant it LOGIN.';
-    END IF;
-    BEGIN
-        INSERT INTO @extschema@.singleton_job (name, command, timeout, max_attempts)
-        VALUES ($1, $2, $3, coalesce($4, 1))
-        RETURNING id INTO new_id;
-    EXCEPTION WHEN unique_violation THEN
-        RAISE EXCEPTION 'job "%" already exists', $1 USING ERRCODE = '42710';
-    END;
-    RETURN new_id;
-END $$;
-
+-- Job functions: the bodies of 1.0 with the check added (create, get by
+-- name, stop, delete and execute are replaced further down).
 CREATE OR REPLACE FUNCTION @extschema@.singleton_job_get(job bigint)
 RETURNS @extschema@.singleton_job
 LANGUAGE plpgsql STABLE CALLED ON NULL INPUT
@@ -73,96 +36,6 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', $1 USING ERRCODE = '42704';
     END IF;
     RETURN j;
-END $$;
-
-CREATE OR REPLACE FUNCTION @extschema@.singleton_job_get(name text)
-RETURNS @extschema@.singleton_job
-LANGUAGE plpgsql STABLE CALLED ON NULL INPUT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    j @extschema@.singleton_job;
-BEGIN
-    PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
-    END IF;
-    SELECT * INTO j FROM @extschema@.singleton_job WHERE singleton_job.name = $1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job "%" does not exist', $1 USING ERRCODE = '42704';
-    END IF;
-    RETURN j;
-END $$;
-
-CREATE OR REPLACE FUNCTION @extschema@.singleton_job_stop(run bigint)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r @extschema@.singleton_job_run;
-BEGIN
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'run must not be null' USING ERRCODE = '22004';
-    END IF;
-    r := @extschema@.singleton_job_status($1);
-    UPDATE @extschema@.singleton_job_run
-       SET status = 'cancelled'
-     WHERE id = $1 AND status IN ('queued', 'running')
-    RETURNING * INTO r;
-    IF NOT FOUND THEN
-        RETURN false;           -- already finished
-    END IF;
-    -- a running command is cancelled; its worker then rolls it back
-    IF r.worker_pid IS NOT NULL THEN
-        PERFORM pg_catalog.pg_cancel_backend(r.worker_pid);
-    END IF;
-    RETURN true;
-END $$;
-
-CREATE OR REPLACE FUNCTION @extschema@.singleton_job_delete(job bigint)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run_id bigint;
-BEGIN
-    PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.singleton_job WHERE id = $1) THEN
-        RETURN false;
-    END IF;
-    FOR run_id IN SELECT id FROM @extschema@.singleton_job_run
-                  WHERE job_id = $1 AND status IN ('queued', 'running') LOOP
-        PERFORM @extschema@.singleton_job_stop(run_id);
-    END LOOP;
-    DELETE FROM @extschema@.singleton_job WHERE id = $1;
-    RETURN FOUND;
-END $$;
-
-CREATE OR REPLACE FUNCTION @extschema@.singleton_job_execute(job bigint)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    j @extschema@.singleton_job;
-    run_id bigint;
-BEGIN
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
-    END IF;
-    j := @extschema@.singleton_job_get($1);
-    IF NOT j.enabled THEN
-        RAISE EXCEPTION 'job "%" is disabled', j.name USING ERRCODE = '55000',
-            HINT = 'Enable it with singleton_job_update(job, enabled => true).';
-    END IF;
-    INSERT INTO @extschema@.singleton_job_run (job_id) VALUES ($1) RETURNING id INTO run_id;
-    PERFORM @extschema@._singleton_worker_wake();
-    RETURN run_id;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.singleton_job_status(run bigint)
@@ -207,3 +80,223 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.singleton_rate_limit_purge(regrole) IS
 'forget every limiter key of every database, or those one role made; returns how many';
 REVOKE ALL ON FUNCTION @extschema@.singleton_rate_limit_purge(regrole) FROM PUBLIC;
+
+--
+-- Jobs: no role can lock the job tables or their rows, take over a job, or
+-- starve other roles' runs.
+--
+-- PUBLIC may only read the tables (through row-level security); every
+-- write goes through the _singleton_job_* / _singleton_run_* functions,
+-- which check the caller against the job's owner and write as the bootstrap
+-- superuser.  A table privilege such as DELETE would let any role take an
+-- ACCESS EXCLUSIVE lock, and a column UPDATE privilege row locks, either of
+-- which stalls the launcher and pg_dump.
+REVOKE INSERT, UPDATE, DELETE ON @extschema@.singleton_job, @extschema@.singleton_job_run FROM PUBLIC;
+
+-- The name the owner had when it made the job: a run starts only while the
+-- role with that OID still has that name, so a job whose owner was dropped
+-- is never run as another role that got the OID (after a dump and restore,
+-- say).  Jobs of 1.0 whose owner is already gone keep its OID's digits,
+-- which no role name matches.
+ALTER TABLE @extschema@.singleton_job ADD COLUMN owner_name name;
+UPDATE @extschema@.singleton_job SET owner_name = owner::text;
+ALTER TABLE @extschema@.singleton_job ALTER COLUMN owner_name SET NOT NULL;
+ALTER TABLE @extschema@.singleton_job ALTER COLUMN owner_name SET DEFAULT CURRENT_USER;
+-- why the launcher disabled a job (its owner is gone); cleared on enabling
+ALTER TABLE @extschema@.singleton_job ADD COLUMN disabled_reason text;
+
+-- Job names are per owner, as in pg_cron: a role cannot learn another
+-- role's job names from a duplicate-name error.
+ALTER TABLE @extschema@.singleton_job DROP CONSTRAINT singleton_job_name_key;
+ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_key UNIQUE (owner, name);
+
+-- Dispatch takes the oldest queued run of each enabled job and counts the
+-- running ones: with these its cost does not grow with the queue.
+CREATE INDEX singleton_job_run_queued ON @extschema@.singleton_job_run (job_id, id)
+    WHERE status = 'queued';
+CREATE INDEX singleton_job_run_running ON @extschema@.singleton_job_run (job_id)
+    WHERE status = 'running';
+
+-- pg_dump keeps the ids' sequences too, so a restored database creates new
+-- jobs and runs without colliding with the restored ones.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.singleton_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.singleton_job_run_id_seq', '');
+
+CREATE FUNCTION @extschema@._singleton_job_insert(name text, command text, timeout interval,
+                                                  max_attempts integer)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'singleton_job_insert'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@._singleton_job_insert(text, text, interval, integer) IS
+'internal: create a job owned by the current role';
+
+CREATE FUNCTION @extschema@._singleton_job_modify(job bigint, command text, timeout interval,
+                                                  max_attempts integer, enabled boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'singleton_job_modify'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@._singleton_job_modify(bigint, text, interval, integer, boolean) IS
+'internal: change a job the current role may manage';
+
+CREATE FUNCTION @extschema@._singleton_job_remove(job bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'singleton_job_remove'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@._singleton_job_remove(bigint) IS
+'internal: delete a job the current role may manage';
+
+CREATE FUNCTION @extschema@._singleton_run_queue(job bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'singleton_run_queue'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@._singleton_run_queue(bigint) IS
+'internal: queue a run of a job the current role may manage';
+
+CREATE FUNCTION @extschema@._singleton_run_cancel(run bigint)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'singleton_run_cancel'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@._singleton_run_cancel(bigint) IS
+'internal: mark a run the current role may manage cancelled; its worker''s pid, or -1 if it had finished';
+
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_create(name text, command text,
+                                                            timeout interval DEFAULT NULL,
+                                                            max_attempts integer DEFAULT 1)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'job command must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF $1 = '' THEN
+        RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    -- max_attempts is optional: NULL means its default
+    PERFORM @extschema@._singleton_job_check($2, $3, coalesce($4, 1));
+    BEGIN
+        new_id := @extschema@._singleton_job_insert($1, $2, $3, coalesce($4, 1));
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'job "%" already exists', $1 USING ERRCODE = '42710',
+            DETAIL = 'Job names are unique per owner.';
+    END;
+    RETURN new_id;
+END $$;
+
+-- By name: the current role's own job of that name, else the one job of
+-- that name it may manage.
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_get(name text)
+RETURNS @extschema@.singleton_job
+LANGUAGE plpgsql STABLE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.singleton_job;
+    n bigint;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO j FROM @extschema@.singleton_job s
+     WHERE s.name = $1 AND s.owner = current_user::regrole;
+    IF FOUND THEN
+        RETURN j;
+    END IF;
+    SELECT count(*) INTO n FROM @extschema@.singleton_job s
+     WHERE s.name = $1 AND pg_has_role(s.owner::oid, 'USAGE');
+    IF n > 1 THEN
+        RAISE EXCEPTION 'job name "%" is ambiguous', $1 USING ERRCODE = '42725',
+            HINT = 'Several roles you act for have a job of that name: use the job''s id.';
+    END IF;
+    SELECT * INTO j FROM @extschema@.singleton_job s
+     WHERE s.name = $1 AND pg_has_role(s.owner::oid, 'USAGE');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', $1 USING ERRCODE = '42704';
+    END IF;
+    RETURN j;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_update(job bigint, command text DEFAULT NULL,
+                                                            timeout interval DEFAULT NULL,
+                                                            max_attempts integer DEFAULT NULL,
+                                                            enabled boolean DEFAULT NULL)
+RETURNS @extschema@.singleton_job
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
+    END IF;
+    PERFORM @extschema@._singleton_job_check($2, $3, $4);
+    PERFORM @extschema@._singleton_job_modify($1, $2, $3, $4, $5);
+    RETURN @extschema@.singleton_job_get($1);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_stop(run bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pid integer;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'run must not be null' USING ERRCODE = '22004';
+    END IF;
+    pid := @extschema@._singleton_run_cancel($1);
+    IF pid < 0 THEN
+        RETURN false;           -- already finished
+    END IF;
+    -- a running command is cancelled; its worker then rolls it back
+    IF pid > 0 THEN
+        PERFORM pg_catalog.pg_cancel_backend(pid);
+    END IF;
+    RETURN true;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_delete(job bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run_id bigint;
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.singleton_job
+                   WHERE id = $1 AND pg_has_role(owner::oid, 'USAGE')) THEN
+        RETURN false;
+    END IF;
+    FOR run_id IN SELECT id FROM @extschema@.singleton_job_run
+                  WHERE job_id = $1 AND status IN ('queued', 'running') LOOP
+        PERFORM @extschema@.singleton_job_stop(run_id);
+    END LOOP;
+    RETURN @extschema@._singleton_job_remove($1);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_execute(job bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._singleton_job_database_check();
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
+    END IF;
+    RETURN @extschema@._singleton_run_queue($1);
+END $$;

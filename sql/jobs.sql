@@ -132,8 +132,11 @@ SELECT count(*) AS all_jobs FROM singleton_job;
 -- stopping a queued run: a disabled job's runs wait in the queue
 SET ROLE singleton_job_alice;
 SELECT singleton_job_create('queued_only', 'SELECT 1') AS qjob \gset
-INSERT INTO singleton_job_run (job_id) VALUES (:qjob) RETURNING id AS qrun \gset
+-- queued and disabled in one transaction, so the launcher never sees it runnable
+BEGIN;
+SELECT singleton_job_execute(:qjob) AS qrun \gset
 SELECT enabled FROM singleton_job_update(:qjob, enabled => false);
+COMMIT;
 SELECT sqlstate_of(format('SELECT singleton_job_execute(%s)', :qjob));
 SELECT singleton_job_stop(:qrun) AS stopped, singleton_job_stop(:qrun) AS again;
 SELECT status, started_at IS NULL AS never_started FROM singleton_job_status(:qrun);

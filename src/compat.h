@@ -11,6 +11,8 @@
  *	  (0-based, storage/procnumber.h): SINGLETON_MY_PROC_INDEX() is 0-based.
  *	- 17 added dshash_parameters.copy_function, before tranche_id; callers
  *	  must use designated initializers and SINGLETON_DSHASH_COPY.
+ *	- 16 folded the per-kind ACL checks (pg_database_aclcheck and so on)
+ *	  into object_aclcheck.
  *	- 17 added named custom wait events (WaitEventExtensionNew); 15 and 16
  *	  report every wait as "Extension".
  *	- 17 added infinite intervals (INTERVAL_NOT_FINITE) and
@@ -28,10 +30,12 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_database.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "lib/dshash.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 
 #if PG_VERSION_NUM < 150000
 #error "singleton needs PostgreSQL 15 or later"
@@ -56,6 +60,15 @@
 #define SINGLETON_DSHASH_COPY		.copy_function = dshash_memcpy,
 #else
 #define SINGLETON_DSHASH_COPY
+#endif
+
+/* Privilege check on a database. */
+#if PG_VERSION_NUM >= 160000
+#define SINGLETON_DATABASE_ACLCHECK(db, role, mode) \
+	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
+#else
+#define SINGLETON_DATABASE_ACLCHECK(db, role, mode) \
+	pg_database_aclcheck((db), (role), (mode))
 #endif
 
 /* Named custom wait events. */

@@ -18,6 +18,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -25,19 +26,35 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/procarray.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
+#include "compat.h"
 #include "singleton.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(singleton_worker_wake);
 PG_FUNCTION_INFO_V1(singleton_job_database_check);
 PG_FUNCTION_INFO_V1(singleton_xid_is_current);
+PG_FUNCTION_INFO_V1(singleton_job_insert);
+PG_FUNCTION_INFO_V1(singleton_job_modify);
+PG_FUNCTION_INFO_V1(singleton_job_remove);
+PG_FUNCTION_INFO_V1(singleton_run_queue);
+PG_FUNCTION_INFO_V1(singleton_run_cancel);
+
+static void wake_launcher_at_commit(void);
+
+int			singleton_job_max_attempts = SINGLETON_JOB_MAX_ATTEMPTS_DEFAULT;
+int			singleton_job_max_timeout = 0;
+int			singleton_job_role_worker_share = 50;
+int			singleton_job_role_max_queued = SINGLETON_JOB_MAX_QUEUED_DEFAULT;
 
 /*
  * The extension's schema, quoted for splicing into our own fixed queries,
@@ -72,6 +89,452 @@ singleton_extension_schema(void)
 	return pstrdup(quote_identifier(name));
 }
 
+/*
+ * Our bookkeeping runs as the bootstrap superuser.  The session belongs to
+ * someone else (a job's owner in a run worker, any role in a session), who
+ * controls its search_path, so every privileged step pins search_path to
+ * pg_catalog and runs as a security-restricted operation: nothing another
+ * role defined can be reached with the superuser's rights.  Must be undone
+ * with singleton_end_privileged in the same transaction; an abort undoes it
+ * too.
+ */
+void
+singleton_begin_privileged(SingletonPrivileged *p)
+{
+	GetUserIdAndSecContext(&p->save_userid, &p->save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   p->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	p->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+}
+
+void
+singleton_end_privileged(SingletonPrivileged *p)
+{
+	AtEOXact_GUC(true, p->save_nestlevel);
+	SetUserIdAndSecContext(p->save_userid, p->save_sec_context);
+}
+
+/*
+ * Can this role run a job in database dboid now?  The checks PostgreSQL
+ * makes when the run worker connects as the role (LOGIN, CONNECT), plus
+ * the ones it makes only for password logins (VALID UNTIL), plus identity:
+ * created_as (if not NULL) is the name the role had when it made the job,
+ * so a job whose owner was dropped, and whose OID another role got (say
+ * after a dump and restore), is never run as that other role.  Fills
+ * *problem and returns true if the role cannot.  Needs a transaction.
+ */
+bool
+singleton_job_owner_problem(Oid role, const char *created_as, Oid dboid,
+							JobOwnerProblem *problem)
+{
+	HeapTuple	tuple;
+	Form_pg_authid form;
+	Datum		until;
+	bool		isnull;
+
+	memset(problem, 0, sizeof(*problem));
+	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	if (!HeapTupleIsValid(tuple))
+	{
+		problem->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
+		problem->gone = true;
+		problem->message = created_as ?
+			psprintf("role \"%s\" that owns the job no longer exists", created_as) :
+			psprintf("role with OID %u that owns the job no longer exists", role);
+		return true;
+	}
+	form = (Form_pg_authid) GETSTRUCT(tuple);
+	if (created_as != NULL && strcmp(NameStr(form->rolname), created_as) != 0)
+	{
+		problem->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
+		problem->gone = true;
+		problem->message = psprintf("role \"%s\" that owns the job no longer exists (its OID now belongs to role \"%s\")",
+									created_as, NameStr(form->rolname));
+	}
+	else if (!form->rolcanlogin)
+	{
+		problem->sqlerrcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		problem->message = psprintf("role \"%s\" is not permitted to log in",
+									NameStr(form->rolname));
+	}
+	else
+	{
+		until = SysCacheGetAttr(AUTHOID, tuple, Anum_pg_authid_rolvaliduntil, &isnull);
+		if (!isnull && DatumGetTimestampTz(until) < GetCurrentTimestamp())
+		{
+			problem->sqlerrcode = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+			problem->message = psprintf("role \"%s\" is no longer valid (VALID UNTIL %s)",
+										NameStr(form->rolname),
+										timestamptz_to_str(DatumGetTimestampTz(until)));
+		}
+		else if (SINGLETON_DATABASE_ACLCHECK(dboid, role, ACL_CONNECT) != ACLCHECK_OK)
+		{
+			char	   *dbname = get_database_name(dboid);
+
+			problem->sqlerrcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+			problem->message = psprintf("role \"%s\" may not connect to database \"%s\"",
+										NameStr(form->rolname), dbname ? dbname : "?");
+		}
+	}
+	ReleaseSysCache(tuple);
+	return problem->sqlerrcode != 0;
+}
+
+/* How many runs of one role's jobs may execute at once. */
+int
+singleton_job_role_worker_cap(void)
+{
+	return Max(1, (singleton_max_workers * singleton_job_role_worker_share + 99) / 100);
+}
+
+/* An interval as milliseconds, as extract(epoch) counts it. */
+static double
+interval_ms(Interval *i)
+{
+	return (double) i->time / 1000.0 +
+		((double) i->month * DAYS_PER_MONTH + i->day) * (double) SECS_PER_DAY * 1000.0;
+}
+
+/*
+ * The administrator's caps on a job's attempts and timeout; superusers'
+ * jobs are exempt.  max_attempts < 0 and timeout NULL mean "not changed".
+ */
+static void
+check_job_caps(Oid owner, int32 max_attempts, Interval *timeout)
+{
+	if (superuser_arg(owner))
+		return;
+	if (max_attempts > singleton_job_max_attempts)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at most %d", singleton_job_max_attempts),
+				 errdetail("The value given was %d.", max_attempts),
+				 errhint("An administrator sets the cap with singleton.job_max_attempts.")));
+	if (timeout != NULL && singleton_job_max_timeout > 0 &&
+		interval_ms(timeout) > (double) singleton_job_max_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job timeout must be at most %d ms", singleton_job_max_timeout),
+				 errhint("An administrator sets the cap with singleton.job_max_timeout.")));
+}
+
+/* Refuse to let the current role make jobs it could not run. */
+static void
+require_runnable_owner(Oid role)
+{
+	JobOwnerProblem problem;
+
+	if (singleton_job_owner_problem(role, NULL, MyDatabaseId, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s, so jobs cannot run as it", problem.message),
+				 errhint("Create the job as a role that can log in and connect to this database.")));
+}
+
+/* The extension's schema, or an error; needs a transaction. */
+static char *
+require_schema(void)
+{
+	char	   *schema = singleton_extension_schema();
+
+	if (schema == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"singleton\" is not installed in this database")));
+	return schema;
+}
+
+/*
+ * Run one of our fixed statements as the bootstrap superuser; the caller
+ * has done SPI_connect.  Returns the SPI result code.
+ */
+static int
+privileged_execute(const char *sql, int nargs, Oid *types, Datum *values,
+				   const char *nulls)
+{
+	SingletonPrivileged priv;
+	int			ret;
+
+	singleton_begin_privileged(&priv);
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	singleton_end_privileged(&priv);
+	return ret;
+}
+
+/*
+ * The owner of a job, if it exists and the current role has the owner's
+ * privileges (so a job another role cannot see looks absent); InvalidOid
+ * otherwise.  *enabled and *name (palloc'd, may be NULL) are filled in.
+ */
+static Oid
+owned_job(const char *schema, int64 job, bool *enabled, char **name)
+{
+	char	   *sql;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	Oid			owner;
+	bool		isnull;
+
+	sql = psprintf("SELECT owner::oid, enabled, name FROM %s.singleton_job WHERE id = $1", schema);
+	values[0] = Int64GetDatum(job);
+	if (privileged_execute(sql, 1, types, values, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "could not read job " INT64_FORMAT, job);
+	if (SPI_processed != 1)
+		return InvalidOid;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(GetUserId(), owner))
+		return InvalidOid;
+	if (enabled)
+		*enabled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (name)
+		*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	return owner;
+}
+
+static pg_noreturn void
+job_not_found(int64 job)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job " INT64_FORMAT " does not exist", job)));
+}
+
+/*
+ * _singleton_job_insert(name, command, timeout, max_attempts): a new job
+ * owned by the current role; returns its id.  The table's CHECKs validate
+ * the values; a duplicate name of the same owner raises unique_violation.
+ */
+Datum
+singleton_job_insert(PG_FUNCTION_ARGS)
+{
+	Oid			me = GetUserId();
+	char	   *schema;
+	char	   *sql;
+	Oid			types[6] = {TEXTOID, TEXTOID, INTERVALOID, INT4OID, OIDOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	int64		id;
+
+	singleton_require_loaded();
+	singleton_require_arg(fcinfo, 0, "job name");
+	singleton_require_arg(fcinfo, 1, "job command");
+	singleton_require_arg(fcinfo, 3, "max_attempts");
+	require_runnable_owner(me);
+	check_job_caps(me, PG_GETARG_INT32(3), PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+
+	schema = require_schema();
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	else
+		values[2] = PG_GETARG_DATUM(2);
+	values[3] = PG_GETARG_DATUM(3);
+	values[4] = ObjectIdGetDatum(me);
+	values[5] = CStringGetTextDatum(GetUserNameFromId(me, false));
+	sql = psprintf("INSERT INTO %s.singleton_job (name, command, timeout, max_attempts, owner, owner_name)"
+				   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole, $6::pg_catalog.name) RETURNING id",
+				   schema);
+	SPI_connect();
+	if (privileged_execute(sql, 6, types, values, nulls) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not create the job");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * _singleton_job_modify(job, command, timeout, max_attempts, enabled):
+ * change what is not NULL.  Enabling a job clears the reason it was
+ * disabled for (if its owner is still gone, the next run disables it again).
+ */
+Datum
+singleton_job_modify(PG_FUNCTION_ARGS)
+{
+	int64		job;
+	char	   *schema;
+	char	   *sql;
+	Oid			owner;
+	Oid			types[5] = {INT8OID, TEXTOID, INTERVALOID, INT4OID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			i;
+
+	singleton_require_loaded();
+	singleton_require_arg(fcinfo, 0, "job");
+	job = PG_GETARG_INT64(0);
+	schema = require_schema();
+	SPI_connect();
+	owner = owned_job(schema, job, NULL, NULL);
+	if (!OidIsValid(owner))
+		job_not_found(job);
+	check_job_caps(owner, PG_ARGISNULL(3) ? -1 : PG_GETARG_INT32(3),
+				   PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+	for (i = 0; i < 5; i++)
+	{
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+		else
+			values[i] = PG_GETARG_DATUM(i);
+	}
+	sql = psprintf("UPDATE %s.singleton_job SET command = coalesce($2, command),"
+				   " timeout = coalesce($3, timeout), max_attempts = coalesce($4, max_attempts),"
+				   " enabled = coalesce($5, enabled),"
+				   " disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END"
+				   " WHERE id = $1", schema);
+	if (privileged_execute(sql, 5, types, values, nulls) != SPI_OK_UPDATE)
+		elog(ERROR, "could not change job " INT64_FORMAT, job);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * _singleton_job_remove(job): delete a job and its history; false if there
+ * is no such job the current role may manage.  Active runs must have been
+ * stopped by the caller.
+ */
+Datum
+singleton_job_remove(PG_FUNCTION_ARGS)
+{
+	int64		job;
+	char	   *schema;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		removed = false;
+
+	singleton_require_loaded();
+	singleton_require_arg(fcinfo, 0, "job");
+	job = PG_GETARG_INT64(0);
+	schema = require_schema();
+	SPI_connect();
+	if (OidIsValid(owned_job(schema, job, NULL, NULL)))
+	{
+		values[0] = Int64GetDatum(job);
+		if (privileged_execute(psprintf("DELETE FROM %s.singleton_job WHERE id = $1", schema),
+							   1, types, values, NULL) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete job " INT64_FORMAT, job);
+		removed = SPI_processed == 1;
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(removed);
+}
+
+/*
+ * _singleton_run_queue(job): queue a run of an enabled job the current role
+ * may manage and return its id; the launcher is woken at commit.  A role
+ * that is not a superuser may have at most singleton.job_role_max_queued
+ * runs waiting (counted for the job's owner).
+ */
+Datum
+singleton_run_queue(PG_FUNCTION_ARGS)
+{
+	int64		job;
+	char	   *schema;
+	char	   *name = NULL;
+	bool		enabled = false;
+	Oid			owner;
+	Oid			types[2] = {INT8OID, OIDOID};
+	Datum		values[2];
+	bool		isnull;
+	int64		run;
+
+	singleton_require_loaded();
+	singleton_require_arg(fcinfo, 0, "job");
+	job = PG_GETARG_INT64(0);
+	schema = require_schema();
+	SPI_connect();
+	owner = owned_job(schema, job, &enabled, &name);
+	if (!OidIsValid(owner))
+		job_not_found(job);
+	if (!enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job \"%s\" is disabled", name),
+				 errhint("Enable it with singleton_job_update(job, enabled => true).")));
+	values[0] = Int64GetDatum(job);
+	values[1] = ObjectIdGetDatum(owner);
+	if (!superuser_arg(owner))
+	{
+		int64		queued;
+
+		/* the queued-runs index makes this one probe per job of the owner */
+		if (privileged_execute(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
+										" JOIN %s.singleton_job_run r ON r.job_id = j.id"
+										" WHERE j.owner = $2::pg_catalog.regrole AND r.status = 'queued'"
+										" AND $1 IS NOT NULL", schema, schema),
+							   2, types, values, NULL) != SPI_OK_SELECT)
+			elog(ERROR, "could not count queued runs");
+		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (queued >= singleton_job_role_max_queued)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("role \"%s\" has too many queued job runs",
+							GetUserNameFromId(owner, false)),
+					 errdetail("It has " INT64_FORMAT " queued runs; singleton.job_role_max_queued is %d.",
+							   queued, singleton_job_role_max_queued),
+					 errhint("Wait for runs to finish, or stop some with singleton_job_stop.")));
+	}
+	if (privileged_execute(psprintf("INSERT INTO %s.singleton_job_run (job_id) VALUES ($1) RETURNING id",
+									schema), 1, types, values, NULL) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not queue a run of job " INT64_FORMAT, job);
+	run = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	wake_launcher_at_commit();
+	PG_RETURN_INT64(run);
+}
+
+/*
+ * _singleton_run_cancel(run): mark a queued or running run cancelled.
+ * Returns the pid of its worker to cancel (0 if it has none yet), or -1 if
+ * it had already finished; a run the current role may not manage does not
+ * exist (42704).
+ */
+Datum
+singleton_run_cancel(PG_FUNCTION_ARGS)
+{
+	int64		run;
+	char	   *schema;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	Oid			owner;
+	int32		pid = -1;
+
+	singleton_require_loaded();
+	singleton_require_arg(fcinfo, 0, "run");
+	run = PG_GETARG_INT64(0);
+	schema = require_schema();
+	values[0] = Int64GetDatum(run);
+	SPI_connect();
+	if (privileged_execute(psprintf("SELECT j.owner::oid FROM %s.singleton_job_run r"
+									" JOIN %s.singleton_job j ON j.id = r.job_id WHERE r.id = $1",
+									schema, schema), 1, types, values, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "could not read run " INT64_FORMAT, run);
+	owner = SPI_processed == 1 ?
+		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) :
+		InvalidOid;
+	if (!OidIsValid(owner) || !has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job run " INT64_FORMAT " does not exist", run)));
+	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = 'cancelled',"
+									" finished_at = pg_catalog.clock_timestamp()"
+									" WHERE id = $1 AND status IN ('queued', 'running')"
+									" RETURNING coalesce(worker_pid, 0)", schema),
+						   1, types, values, NULL) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not stop run " INT64_FORMAT, run);
+	if (SPI_processed == 1)
+		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT32(pid);
+}
+
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 
@@ -90,16 +553,22 @@ jobs_xact_callback(XactEvent event, void *arg)
  * Wake the launcher once this transaction commits, so it sees the run that
  * was just queued.
  */
-Datum
-singleton_worker_wake(PG_FUNCTION_ARGS)
+static void
+wake_launcher_at_commit(void)
 {
-	singleton_require_loaded();
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(jobs_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
 	wake_at_commit = true;
+}
+
+Datum
+singleton_worker_wake(PG_FUNCTION_ARGS)
+{
+	singleton_require_loaded();
+	wake_launcher_at_commit();
 	PG_RETURN_VOID();
 }
 

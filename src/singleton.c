@@ -297,6 +297,42 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("singleton.job_max_attempts",
+							"Cap on max_attempts of jobs owned by roles that are not superusers.",
+							NULL,
+							&singleton_job_max_attempts,
+							SINGLETON_JOB_MAX_ATTEMPTS_DEFAULT, 1, SINGLETON_JOB_MAX_ATTEMPTS_LIMIT,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.job_max_timeout",
+							"Cap on the timeout of runs of jobs owned by roles that are not superusers; 0 sets no cap.",
+							"A job without a timeout, or with a longer one, runs with this timeout.",
+							&singleton_job_max_timeout,
+							0, 0, 24 * 24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.job_role_worker_share",
+							"Percent of singleton.max_workers the runs of one role (not a superuser) may use at once.",
+							NULL,
+							&singleton_job_role_worker_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.job_role_max_queued",
+							"Most runs one role (not a superuser) may have queued.",
+							NULL,
+							&singleton_job_role_max_queued,
+							SINGLETON_JOB_MAX_QUEUED_DEFAULT, 1, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("singleton.persist",
 							 "Save the registry to a file at shutdown and periodically, and load it at startup.",
 							 NULL,

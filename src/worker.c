@@ -93,42 +93,6 @@ disarm_statement_timeout(void)
 	disable_timeout(STATEMENT_TIMEOUT, false);
 }
 
-/*
- * Bookkeeping in a run worker runs as the bootstrap superuser (row-level
- * security keeps owners out of the tables).  The session belongs to the
- * job's owner, who controls its search_path (ALTER ROLE ... SET, or a SET in
- * the command), so every privileged step pins search_path to pg_catalog and
- * runs as a security-restricted operation: nothing the owner defined can be
- * reached with the superuser's rights.  Must be undone with end_privileged
- * in the same transaction (an abort undoes it too).
- */
-typedef struct Privileged
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} Privileged;
-
-static void
-begin_privileged(Privileged *p)
-{
-	GetUserIdAndSecContext(&p->save_userid, &p->save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   p->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	p->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-}
-
-static void
-end_privileged(Privileged *p)
-{
-	AtEOXact_GUC(true, p->save_nestlevel);
-	SetUserIdAndSecContext(p->save_userid, p->save_sec_context);
-}
-
 /* Launcher-local handles of the run workers it started, by slot. */
 static BackgroundWorkerHandle **run_handles = NULL;
 
@@ -180,18 +144,20 @@ worker_wake_launcher(void)
 
 /*
  * Mark a run finished with the given status and error, if it is still
- * running, and queue its next attempt when it failed or timed out and
- * attempts remain.  One statement, so a crash cannot split it.  Caller has a
- * transaction, SPI and a snapshot, and runs as a superuser.
+ * running, and queue its next attempt when it failed or timed out, retry
+ * is set and attempts remain (at most singleton.job_max_attempts for a job
+ * whose owner is not a superuser).  One statement, so a crash cannot split
+ * it.  Caller has a transaction, SPI and a snapshot, and runs as a
+ * superuser.
  */
 static void
 finish_run(const char *schema, int64 run_id, const char *status,
-		   const char *error, const char *result)
+		   const char *error, const char *result, bool retry)
 {
 	char	   *sql;
-	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, INT4OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	sql = psprintf("WITH f AS ("
 				   " UPDATE %s.singleton_job_run SET status = $2, finished_at = clock_timestamp(),"
@@ -200,7 +166,8 @@ finish_run(const char *schema, int64 run_id, const char *status,
 				   " RETURNING job_id, attempt)"
 				   " INSERT INTO %s.singleton_job_run (job_id, attempt)"
 				   " SELECT f.job_id, f.attempt + 1 FROM f JOIN %s.singleton_job j ON j.id = f.job_id"
-				   " WHERE $2 IN ('failed', 'timed_out') AND f.attempt < j.max_attempts",
+				   " WHERE $5 AND $2 IN ('failed', 'timed_out') AND f.attempt < j.max_attempts"
+				   " AND (f.attempt < $6 OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner))",
 				   schema, schema, schema);
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(status);
@@ -212,8 +179,17 @@ finish_run(const char *schema, int64 run_id, const char *status,
 		values[3] = CStringGetTextDatum(result);
 	else
 		nulls[3] = 'n';
-	if (SPI_execute_with_args(sql, 4, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	values[4] = BoolGetDatum(retry);
+	values[5] = Int32GetDatum(singleton_job_max_attempts);
+	if (SPI_execute_with_args(sql, 6, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the end of run " INT64_FORMAT, run_id);
+}
+
+/* "SQLSTATE: message" of an owner problem, as a run's error. */
+static char *
+problem_error(const JobOwnerProblem *problem)
+{
+	return psprintf("%s: %s", unpack_sql_state(problem->sqlerrcode), problem->message);
 }
 
 static void
@@ -286,8 +262,16 @@ reap_workers(const char *schema)
 			continue;
 
 		begin_tx("singleton: reaping a job worker");
-		finish_run(schema, run_id, "failed",
-				   "the job worker exited without recording a result", NULL);
+		{
+			JobOwnerProblem problem;
+
+			/* a worker that could not connect as the owner says why only in the log */
+			if (singleton_job_owner_problem(slot->owner, NULL, MyDatabaseId, &problem))
+				finish_run(schema, run_id, "failed", problem_error(&problem), NULL, false);
+			else
+				finish_run(schema, run_id, "failed",
+						   "the job worker exited without recording a result", NULL, true);
+		}
 		end_tx();
 
 		SpinLockAcquire(&singleton_worker->mutex);
@@ -332,7 +316,7 @@ fail_orphans(const char *schema)
 		if (slot_has_run(orphans[i]))
 			continue;
 		finish_run(schema, orphans[i], "failed",
-				   "the run was interrupted: the server restarted or its worker was lost", NULL);
+				   "the run was interrupted: the server restarted or its worker was lost", NULL, true);
 		elog(LOG, "singleton: run " INT64_FORMAT " was interrupted and is marked failed",
 			 orphans[i]);
 	}
@@ -353,17 +337,96 @@ free_slot(void)
 	return found;
 }
 
-/* Start workers for queued runs, oldest first, while slots are free. */
+/*
+ * The next run to start: among the oldest queued run of each enabled job,
+ * the one whose owner has the fewest runs executing, oldest first, skipping
+ * owners (not superusers) already at singleton.job_role_worker_share.  The
+ * cost grows with the number of enabled jobs, never with how many runs
+ * wait (the queued and running partial indexes).  Claims it as running and
+ * returns its id, owner and the owner's name when it made the job; 0 if
+ * none.  Caller has a transaction and SPI.
+ */
+static int64
+claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
+{
+	char	   *sql;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	bool		isnull;
+
+	sql = psprintf("WITH busy AS ("
+				   "  SELECT j.owner, count(*) AS n FROM %s.singleton_job_run r"
+				   "  JOIN %s.singleton_job j ON j.id = r.job_id"
+				   "  WHERE r.status = 'running' GROUP BY j.owner),"
+				   " heads AS ("
+				   "  SELECT h.id, j.owner FROM %s.singleton_job j,"
+				   "  LATERAL (SELECT q.id FROM %s.singleton_job_run q"
+				   "           WHERE q.job_id = j.id AND q.status = 'queued'"
+				   "           ORDER BY q.id LIMIT 1) h"
+				   "  WHERE j.enabled),"
+				   " next AS ("
+				   "  SELECT h.id FROM heads h LEFT JOIN busy b ON b.owner = h.owner"
+				   "  WHERE coalesce(b.n, 0) < $1"
+				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = h.owner)"
+				   "  ORDER BY coalesce(b.n, 0), h.id LIMIT 1)"
+				   " UPDATE %s.singleton_job_run r SET status = 'running', started_at = clock_timestamp()"
+				   " FROM next, %s.singleton_job j"
+				   " WHERE r.id = next.id AND j.id = r.job_id AND r.status = 'queued'"
+				   " RETURNING r.id, j.owner::oid, j.owner_name::text, j.id",
+				   schema, schema, schema, schema, schema, schema);
+	values[0] = Int32GetDatum(singleton_job_role_worker_cap());
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim a queued run");
+	if (SPI_processed == 0)
+		return 0;
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		*owner = InvalidOid;
+	*owner_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	*job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * A claimed run whose owner cannot run it fails at once, without retries,
+ * with the reason; a job whose owner is gone is also disabled, so it never
+ * starts a worker again.  Caller has a transaction and SPI.
+ */
+static void
+refuse_run(const char *schema, int64 run_id, int64 job_id, const JobOwnerProblem *problem)
+{
+	char	   *error = problem_error(problem);
+
+	if (problem->gone)
+	{
+		Oid			types[2] = {INT8OID, TEXTOID};
+		Datum		values[2];
+
+		values[0] = Int64GetDatum(job_id);
+		values[1] = CStringGetTextDatum(error);
+		if (SPI_execute_with_args(psprintf("UPDATE %s.singleton_job SET enabled = false, disabled_reason = $2"
+										   " WHERE id = $1", schema),
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not disable job " INT64_FORMAT, job_id);
+	}
+	finish_run(schema, run_id, "failed", error, NULL, false);
+	ereport(LOG,
+			(errmsg("singleton: run " INT64_FORMAT " of job " INT64_FORMAT " not started: %s",
+					run_id, job_id, error)));
+}
+
+/* Start workers for queued runs, fairly across owners, while slots are free. */
 static void
 dispatch(const char *schema)
 {
 	for (;;)
 	{
 		int			slot = free_slot();
-		char	   *sql;
 		int64		run_id;
-		Oid			owner;
-		bool		isnull;
+		int64		job_id = 0;
+		Oid			owner = InvalidOid;
+		char	   *owner_name = NULL;
+		JobOwnerProblem problem;
 		BackgroundWorker bgw;
 		RunArgs		args;
 
@@ -371,26 +434,22 @@ dispatch(const char *schema)
 			return;
 
 		begin_tx("singleton: dispatching a run");
-		sql = psprintf("UPDATE %s.singleton_job_run r SET status = 'running', started_at = clock_timestamp()"
-					   " WHERE r.id = (SELECT q.id FROM %s.singleton_job_run q"
-					   "               JOIN %s.singleton_job j ON j.id = q.job_id"
-					   "               WHERE q.status = 'queued' AND j.enabled"
-					   "               ORDER BY q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
-					   " RETURNING r.id, (SELECT owner::oid FROM %s.singleton_job WHERE id = r.job_id)",
-					   schema, schema, schema, schema);
-		if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "could not claim a queued run");
-		if (SPI_processed == 0)
+		run_id = claim_next_run(schema, &owner, &owner_name, &job_id);
+		if (run_id == 0)
 		{
 			end_tx();
 			return;
 		}
-		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (isnull || !OidIsValid(owner))
+		/* never connect as the bootstrap superuser, or as a stranger, by accident */
+		if (!OidIsValid(owner) || owner_name == NULL)
 		{
-			/* never connect as the bootstrap superuser by accident */
-			finish_run(schema, run_id, "failed", "the job has no owner", NULL);
+			finish_run(schema, run_id, "failed", "the job has no owner", NULL, false);
+			end_tx();
+			continue;
+		}
+		if (singleton_job_owner_problem(owner, owner_name, MyDatabaseId, &problem))
+		{
+			refuse_run(schema, run_id, job_id, &problem);
 			end_tx();
 			continue;
 		}
@@ -399,6 +458,7 @@ dispatch(const char *schema)
 		SpinLockAcquire(&singleton_worker->mutex);
 		singleton_worker->slots[slot].run_id = run_id;
 		singleton_worker->slots[slot].pid = 0;
+		singleton_worker->slots[slot].owner = owner;
 		SpinLockRelease(&singleton_worker->mutex);
 		end_tx();
 
@@ -419,6 +479,8 @@ dispatch(const char *schema)
 
 		if (!RegisterDynamicBackgroundWorker(&bgw, &run_handles[slot]))
 		{
+			char	   *sql;
+
 			/* no background worker slot free: put the run back */
 			begin_tx("singleton: requeueing a run");
 			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'queued', started_at = NULL"
@@ -601,7 +663,7 @@ singleton_run_main(Datum main_arg)
 	char	   *schema;
 	char	   *command = NULL;
 	int64		timeout_ms = 0;
-	Privileged	priv;
+	SingletonPrivileged priv;
 	instr_time	start;
 	MemoryContext runcxt;
 
@@ -629,7 +691,7 @@ singleton_run_main(Datum main_arg)
 		proc_exit(0);
 	}
 	schema = MemoryContextStrdup(runcxt, schema);
-	begin_privileged(&priv);
+	singleton_begin_privileged(&priv);
 	{
 		char	   *sql;
 		Oid			types[2] = {INT8OID, INT4OID};
@@ -653,9 +715,13 @@ singleton_run_main(Datum main_arg)
 																			SPI_tuptable->tupdesc, 1, &isnull)));
 			t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 			timeout_ms = isnull ? 0 : DatumGetInt64(t);
+			/* the administrator's cap applies to jobs without a timeout too */
+			if (singleton_job_max_timeout > 0 && !superuser_arg(args.owner) &&
+				(timeout_ms <= 0 || timeout_ms > singleton_job_max_timeout))
+				timeout_ms = singleton_job_max_timeout;
 		}
 	}
-	end_privileged(&priv);
+	singleton_end_privileged(&priv);
 	end_tx();
 
 	if (command == NULL)
@@ -680,7 +746,7 @@ singleton_run_main(Datum main_arg)
 		result = result_tag(ret, SPI_processed);
 
 		/* record success in the same transaction, unless it was stopped */
-		begin_privileged(&priv);
+		singleton_begin_privileged(&priv);
 		{
 			char	   *sql;
 			Oid			types[2] = {INT8OID, TEXTOID};
@@ -698,7 +764,7 @@ singleton_run_main(Datum main_arg)
 						(errcode(ERRCODE_QUERY_CANCELED),
 						 errmsg("run " INT64_FORMAT " was stopped", args.run_id)));
 		}
-		end_privileged(&priv);
+		singleton_end_privileged(&priv);
 		end_tx();
 	}
 	PG_CATCH();
@@ -727,9 +793,9 @@ singleton_run_main(Datum main_arg)
 
 		/* a stopped run is already "cancelled"; finish_run leaves it so */
 		begin_tx("singleton: recording a failed run");
-		begin_privileged(&priv);
-		finish_run(schema, args.run_id, status, error, NULL);
-		end_privileged(&priv);
+		singleton_begin_privileged(&priv);
+		finish_run(schema, args.run_id, status, error, NULL, true);
+		singleton_end_privileged(&priv);
 		end_tx();
 	}
 	PG_END_TRY();
