@@ -39,9 +39,35 @@ SELECT singleton_stats()->'access_counts'->'victim.secret' AS access_count_in_st
 -- nor can its size be worked out from the database's total
 SELECT (singleton_stats()->>'estimated_memory_bytes')::bigint =
        (SELECT sum(size_bytes) FROM singleton_entries) AS total_leaves_it_out;
+-- nor from the instance's byte totals: memory used (minus the visible
+-- sizes) and the last snapshot's size are for pg_read_all_stats only
+SELECT s->'memory_used_bytes' AS stats_memory_used,
+       h->'memory_used_bytes' AS health_memory_used, h->'memory_used_pct' AS health_pct,
+       h->'persist'->'last_snapshot_bytes' AS snapshot_bytes,
+       h->'memory_limit_bytes' IS NOT NULL AS limit_shown, h->>'status' IS NOT NULL AS status_shown
+  FROM singleton_stats() s, singleton_health() h;
+-- nor from a refusal to write it: a role that may not write an entry gets
+-- 42501 before any share check could name the owner's usage (a value that
+-- would take the victim past its share of this 4MB test registry)
+RESET ROLE;
+SET ROLE sq_victim;
+SELECT singleton_set('victim.big' || i, to_jsonb(repeat('v', 600000)), private => true)
+  FROM generate_series(1, 3) i;
+RESET ROLE;
+SET ROLE sq_attacker;
+SELECT sq_error($$SELECT singleton_set('victim.big1', to_jsonb(repeat('m', 1000000)))$$);
 -- public entries show everything, as before
 SELECT size_bytes > 0 AS size_shown, access_count FROM singleton_entries WHERE name = 'app.secret';
 RESET ROLE;
+GRANT pg_read_all_stats TO sq_attacker;
+SET ROLE sq_attacker;
+SELECT (s->>'memory_used_bytes')::bigint > 0 AS stats_memory_used,
+       (h->>'memory_used_bytes')::bigint > 0 AS health_memory_used,
+       h->'persist'->'last_snapshot_bytes' IS NOT NULL AS snapshot_bytes
+  FROM singleton_stats() s, singleton_health() h;
+RESET ROLE;
+REVOKE pg_read_all_stats FROM sq_attacker;
+SELECT singleton_delete('victim.big' || i) FROM generate_series(1, 3) i;
 SET ROLE sq_victim;
 SELECT size_bytes > 0 AS size_shown, access_count, last_access IS NOT NULL AS last_access_shown,
        factory_ms IS NOT NULL AS factory_ms_shown

@@ -837,7 +837,7 @@ singleton_persist_main(Datum main_arg)
 
 /* ", \"persist\": {...}" for singleton_health(). */
 void
-persist_append_health(StringInfo buf)
+persist_append_health(StringInfo buf, bool show_bytes)
 {
 	TimestampTz last;
 	uint64		entries;
@@ -868,8 +868,12 @@ persist_append_health(StringInfo buf)
 	else
 		appendStringInfoString(buf, "null");
 	appendStringInfo(buf, ", \"last_snapshot_entries\": " UINT64_FORMAT
-					 ", \"last_snapshot_bytes\": " UINT64_FORMAT ", \"last_error\": ",
-					 entries, bytes);
+					 ", \"last_snapshot_bytes\": ", entries);
+	if (show_bytes)
+		appendStringInfo(buf, UINT64_FORMAT, bytes);
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoString(buf, ", \"last_error\": ");
 	if (error[0] != '\0')
 		escape_json(buf, error);
 	else

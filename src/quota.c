@@ -154,6 +154,19 @@ quota_check(Oid role, Size request)
 }
 
 /*
+ * Time between two admissions of one role: its share of limit admissions a
+ * second, which may be less than one (1 a second at 50% is one every 2 s;
+ * rounding it up to 1 would give one role the whole limit).
+ */
+static int64
+admit_interval_ns(int limit)
+{
+	int64		per_100s = (int64) Max(limit, 1) * singleton_rate_limit_role_share;
+
+	return NS_PER_SECOND * 100 / per_100s;
+}
+
+/*
  * May role take one more of the registry's admissions in the second up to
  * now_ns, given limit admissions per second for the instance?  Superusers
  * and a share of 100 always may.  A role that may is charged for it; see
@@ -163,22 +176,23 @@ bool
 quota_admit(Oid role, int64 now_ns, int limit)
 {
 	QuotaSlot  *slot;
-	int64		share;
 	int64		interval;
+	int64		tolerance;
 	uint64		tat;
 
 	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
 		return true;
-	share = Max((int64) limit * singleton_rate_limit_role_share / 100, 1);
-	interval = NS_PER_SECOND / share;
+	interval = admit_interval_ns(limit);
+	/* a share below one call a second still admits one call per interval */
+	tolerance = Max(interval, NS_PER_SECOND);
 	slot = quota_slot(role);
 	tat = pg_atomic_read_u64(&slot->admit_tat_ns);
 	for (;;)
 	{
 		int64		new_tat = Max((int64) tat, now_ns) + interval;
 
-		/* at most share admissions in any one second */
-		if (new_tat - now_ns > NS_PER_SECOND)
+		/* at most the share's admissions in any one second */
+		if (new_tat - now_ns > tolerance)
 			return false;
 		if (pg_atomic_compare_exchange_u64(&slot->admit_tat_ns, &tat, (uint64) new_tat))
 			return true;
@@ -189,10 +203,7 @@ quota_admit(Oid role, int64 now_ns, int limit)
 void
 quota_admit_refund(Oid role, int limit)
 {
-	int64		share;
-
 	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
 		return;
-	share = Max((int64) limit * singleton_rate_limit_role_share / 100, 1);
-	pg_atomic_fetch_sub_u64(&quota_slot(role)->admit_tat_ns, (uint64) (NS_PER_SECOND / share));
+	pg_atomic_fetch_sub_u64(&quota_slot(role)->admit_tat_ns, (uint64) admit_interval_ns(limit));
 }

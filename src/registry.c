@@ -491,6 +491,9 @@ check_share_for_write(const char *name, int len, Oid writer, Size chunk_size)
 		had = entry_chunk_size(e);
 		dshash_release_lock(singleton_registry, e);
 		adds = chunk_size > had ? chunk_size - had : 0;
+		/* a refusal names the owner's usage: only for roles that may write */
+		if (charged != writer)
+			require_privs_of(charged, name, len);
 	}
 	quota_check(charged, adds);
 }

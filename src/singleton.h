@@ -204,7 +204,7 @@ extern int	singleton_persist_interval;
 extern void persist_register_worker(void);
 extern bool persist_loader_registered(void);
 extern void persist_wait_for_load(void);
-extern void persist_append_health(StringInfo buf);
+extern void persist_append_health(StringInfo buf, bool show_bytes);
 
 /* The condition variable factory waiters of one name sleep on. */
 static inline ConditionVariable *

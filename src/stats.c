@@ -11,8 +11,10 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -105,6 +107,27 @@ append_u64(StringInfo buf, const char *key, uint64 v, bool *first)
 {
 	append_key(buf, key, first);
 	appendStringInfo(buf, UINT64_FORMAT, v);
+}
+
+static void
+append_u64_or_null(StringInfo buf, const char *key, uint64 v, bool show, bool *first)
+{
+	append_key(buf, key, first);
+	if (show)
+		appendStringInfo(buf, UINT64_FORMAT, v);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * Instance-wide byte totals include private entries: minus the sizes the
+ * caller may see they would give away the private ones.  Shown to roles
+ * with pg_read_all_stats (so superusers and pg_monitor), null to others.
+ */
+static bool
+may_see_byte_totals(void)
+{
+	return has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 }
 
 static Datum
@@ -205,8 +228,9 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_u64(&buf, "sets", t.sets, &first);
 	append_u64(&buf, "deletes", t.deletes, &first);
 	append_u64(&buf, "incrs", t.incrs, &first);
-	append_u64(&buf, "memory_used_bytes",
-			   pg_atomic_read_u64(&singleton_shared->memory_used), &first);
+	append_u64_or_null(&buf, "memory_used_bytes",
+					   pg_atomic_read_u64(&singleton_shared->memory_used),
+					   may_see_byte_totals(), &first);
 	append_u64(&buf, "memory_limit_bytes", singleton_shared->memory_limit, &first);
 
 	append_u64(&buf, "factory_runs", t.factory_runs, &first);
@@ -238,6 +262,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	size_t		limit;
 	double		pct;
 	bool		full;
+	bool		show;
 
 	/* fixed shared memory only: answers at once, also while loading */
 	singleton_require_loaded();
@@ -245,6 +270,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	limit = singleton_shared->memory_limit;
 	pct = limit > 0 ? 100.0 * (double) used / (double) limit : 0.0;
 	full = pg_atomic_read_u32(&singleton_shared->full) != 0;
+	show = may_see_byte_totals();
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
@@ -255,14 +281,17 @@ singleton_health(PG_FUNCTION_ARGS)
 	append_key(&buf, "shared_memory", &first);
 	appendStringInfoString(&buf, singleton_shared != NULL ? "true" : "false");
 	append_u64(&buf, "entries", pg_atomic_read_u32(&singleton_shared->entry_count), &first);
-	append_u64(&buf, "memory_used_bytes", used, &first);
+	append_u64_or_null(&buf, "memory_used_bytes", used, show, &first);
 	append_u64(&buf, "memory_limit_bytes", limit, &first);
 	append_key(&buf, "memory_used_pct", &first);
-	appendStringInfo(&buf, "%.2f", pct);
+	if (show)
+		appendStringInfo(&buf, "%.2f", pct);
+	else
+		appendStringInfoString(&buf, "null");
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
 	jobs_append_health(&buf);
-	persist_append_health(&buf);
+	persist_append_health(&buf, show);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(finish_json(&buf));
 }

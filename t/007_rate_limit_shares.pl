@@ -7,6 +7,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('shares');
 $node->init;
@@ -54,6 +55,54 @@ $node->append_conf('postgresql.conf', 'singleton.rate_limit_role_share = 100');
 $node->restart;
 $flood = sql(q{SET ROLE flooder; SELECT admitted(1000)});
 cmp_ok($flood, '>=', 100, "with a share of 100 a role may take the whole window ($flood)");
+
+# a limit too small to split (1 a second at 50%): the flooder's share is one
+# call every 2 s, not the whole limit, so another role's occasional calls
+# still get through while it floods
+$node->append_conf('postgresql.conf', "singleton.rate_limit = 1\nsingleton.rate_limit_role_share = 50");
+$node->restart;
+sql(q{CREATE FUNCTION flood_for(secs float8) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+	stop timestamptz := clock_timestamp() + make_interval(secs => secs);
+	ok int := 0;
+BEGIN
+	WHILE clock_timestamp() < stop LOOP
+		BEGIN
+			PERFORM singleton_get('x');
+			ok := ok + 1;
+		EXCEPTION WHEN SQLSTATE '53400' THEN
+			NULL;
+		END;
+	END LOOP;
+	RETURN ok;
+END $$});
+sql(q{CREATE FUNCTION polite(n int, pause float8) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+	ok int := 0;
+BEGIN
+	FOR i IN 1 .. n LOOP
+		BEGIN
+			PERFORM singleton_get('x');
+			ok := ok + 1;
+		EXCEPTION WHEN SQLSTATE '53400' THEN
+			NULL;
+		END;
+		PERFORM pg_sleep(pause);
+	END LOOP;
+	RETURN ok;
+END $$});
+my ($out, $err) = ('', '');
+my $flooder = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c', 'SET ROLE flooder; SELECT flood_for(8)' ],
+	'>', \$out, '2>', \$err);
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%flood_for(8)%' AND pid <> pg_backend_pid()})
+  or die 'the flood did not start';
+my $polite = sql(q{SET ROLE bystander; SELECT polite(20, 0.25)});
+$flooder->finish;
+chomp $out;
+cmp_ok($polite, '>=', 1, "with rate_limit = 1 another role still gets calls through a flood ($polite of 20)");
+cmp_ok($out, '<=', 5, "the flooder gets about one call every 2 s ($out in 8 s)");
 
 $node->stop;
 done_testing();
