@@ -121,10 +121,11 @@ build_and_install() {
 	fi
 }
 
-# Run a command line as the unprivileged user, with our PATH.
+# Run a command line as the unprivileged user, with our PATH, from / (the
+# caller's directory, /root say, may be closed to that user).
 as_user() {
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u "$RUN_USER" -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" bash -c "$1"
+		(cd / && runuser -u "$RUN_USER" -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" bash -c "$1")
 	else
 		bash -c "$1"
 	fi
