@@ -1,15 +1,20 @@
 # singleton: PGXS build
 MODULE_big = singleton
+# Layers, bottom up (src/README): common and area (with quota), the stores,
+# the features, the job worker, and module initialisation on top.
 OBJS = \
-	src/singleton.o \
+	src/common.o \
+	src/area.o \
+	src/quota.o \
+	src/admission.o \
 	src/registry.o \
+	src/limiter.o \
 	src/factory.o \
-	src/ratelimit.o \
-	src/stats.o \
-	src/worker.o \
-	src/jobs.o \
 	src/persist.o \
-	src/quota.o
+	src/stats.o \
+	src/jobs.o \
+	src/worker.o \
+	src/singleton.o
 
 EXTENSION = singleton
 DATA = singleton--1.0.sql singleton--1.0--1.1.sql
@@ -28,4 +33,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every object depends on the shared-memory layout in the headers.
-$(OBJS): src/compat.h src/singleton.h src/registry.h src/worker.h src/quota.h
+$(OBJS): $(wildcard src/*.h)

@@ -4,7 +4,7 @@
  *		singleton_get(name, factory): lazy creation that runs once.
  *
  * The first caller claims the name by publishing an initializing entry
- * (registry_factory_probe), releases every lock, runs the factory query
+ * (registry_claim), holds no lock, runs the factory query
  * through SPI as the calling role and stores the result.  Other callers
  * sleep on a condition variable, holding no lock, until the entry is ready
  * or gone; if it is gone (the factory failed) one of them claims it next.
@@ -14,6 +14,12 @@
  * by the (sub)transaction abort callback, which runs after the abort has
  * released all LWLocks; if the backend exits (pg_terminate_backend), by a
  * before_shmem_exit callback.  Either way the waiters are woken.
+ *
+ * Deadlock detection needs to know whom each waiting session waits for:
+ * FactoryShared has one slot per PGPROC, written by its own backend
+ * (atomics), read by waiters looking for cycles.  A process without a
+ * PGPROC index publishes nothing (it runs no SQL).  This file takes no
+ * partition lock; the registry store does that.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +33,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -36,7 +43,10 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
-#include "singleton.h"
+#include "admission.h"
+#include "area.h"
+#include "common.h"
+#include "factory.h"
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(singleton_get_factory);
@@ -58,10 +68,74 @@ typedef struct PendingClaim
 static PendingClaim pending[MAX_PENDING_CLAIMS];
 static int	npending = 0;
 
+int			singleton_wait_timeout = SINGLETON_WAIT_TIMEOUT_DEFAULT;
+
+/* Who a backend's factory wait waits for, for deadlock detection. */
+typedef struct FactoryWaitSlot
+{
+	pg_atomic_uint32 pid;		/* the backend, once it has used a factory */
+	pg_atomic_uint32 waiting_for_pid;	/* the creator it waits for, or 0 */
+} FactoryWaitSlot;
+
+typedef struct FactoryShared
+{
+	int			nslots;			/* MaxBackends, set at startup */
+	FactoryWaitSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} FactoryShared;
+
+static FactoryShared *factory_shared = NULL;
+static bool backend_initialized = false;
+
+Size
+factory_shmem_size(void)
+{
+	return add_size(offsetof(FactoryShared, slots),
+					mul_size(MaxBackends, sizeof(FactoryWaitSlot)));
+}
+
+void
+factory_shmem_init(void)
+{
+	bool		found;
+	int			i;
+
+	factory_shared = ShmemInitStruct("singleton factory", factory_shmem_size(), &found);
+	if (found)
+		return;
+	factory_shared->nslots = MaxBackends;
+	for (i = 0; i < MaxBackends; i++)
+	{
+		pg_atomic_init_u32(&factory_shared->slots[i].pid, 0);
+		pg_atomic_init_u32(&factory_shared->slots[i].waiting_for_pid, 0);
+	}
+}
+
+/* This backend's wait slot, or NULL if it has no PGPROC index. */
+static FactoryWaitSlot *
+my_wait_slot(void)
+{
+	int			i = SINGLETON_MY_PROC_INDEX();
+
+	return (i >= 0 && i < factory_shared->nslots) ? &factory_shared->slots[i] : NULL;
+}
+
+/* Publish whom this backend waits for (0: nobody). */
+static void
+set_waiting_for(int pid)
+{
+	FactoryWaitSlot *slot = my_wait_slot();
+
+	if (slot == NULL)
+		return;
+	pg_atomic_write_u32(&slot->waiting_for_pid, (uint32) pid);
+	/* publish the edge before anyone may look for cycles through it */
+	pg_memory_barrier();
+}
+
 static void
 wake_waiters(Oid dbid, const char *name, int len)
 {
-	ConditionVariableBroadcast(singleton_factory_cv(dbid, name, len));
+	ConditionVariableBroadcast(registry_entry_cv(dbid, name, len));
 }
 
 /* Drop claims made at or below subid (all if subid is invalid). */
@@ -75,7 +149,7 @@ abandon_claims(SubTransactionId subid)
 		if (subid != InvalidSubTransactionId && p->subid < subid)
 			break;
 		/* forget the claim only once it is gone, so a failure here retries */
-		if (registry_factory_abandon(p->dbid, p->name, p->len, p->generation))
+		if (registry_abandon_claim(p->dbid, p->name, p->len, p->generation))
 			wake_waiters(p->dbid, p->name, p->len);
 		npending--;
 	}
@@ -87,7 +161,7 @@ factory_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
 		abandon_claims(InvalidSubTransactionId);
-		pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+		set_waiting_for(0);
 	}
 }
 
@@ -98,14 +172,14 @@ factory_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		abandon_claims(mySubid);
-		pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+		set_waiting_for(0);
 	}
 }
 
 static void
 factory_on_exit(int code, Datum arg)
 {
-	SingletonCounters *c = singleton_my_counters();
+	FactoryWaitSlot *slot = my_wait_slot();
 
 	if (npending > 0)
 	{
@@ -117,19 +191,30 @@ factory_on_exit(int code, Datum arg)
 		AbortOutOfAnyTransaction();
 		abandon_claims(InvalidSubTransactionId);
 	}
-	pg_atomic_write_u32(&c->waiting_for_pid, 0);
-	pg_atomic_write_u32(&c->pid, 0);
+	if (slot != NULL)
+	{
+		pg_atomic_write_u32(&slot->waiting_for_pid, 0);
+		pg_atomic_write_u32(&slot->pid, 0);
+	}
 }
 
-/* Called once per backend, when it first attaches. */
-void
-factory_init_backend(void)
+/* Once per backend, before its first factory call. */
+static void
+init_backend(void)
 {
-	pg_atomic_write_u32(&singleton_my_counters()->pid, MyProcPid);
-	pg_atomic_write_u32(&singleton_my_counters()->waiting_for_pid, 0);
+	FactoryWaitSlot *slot = my_wait_slot();
+
+	if (backend_initialized)
+		return;
+	if (slot != NULL)
+	{
+		pg_atomic_write_u32(&slot->pid, MyProcPid);
+		pg_atomic_write_u32(&slot->waiting_for_pid, 0);
+	}
 	RegisterXactCallback(factory_xact_callback, NULL);
 	RegisterSubXactCallback(factory_subxact_callback, NULL);
 	before_shmem_exit(factory_on_exit, (Datum) 0);
+	backend_initialized = true;
 }
 
 /* The pid a backend waits for in a factory wait, or 0. */
@@ -138,19 +223,19 @@ factory_wait_target(int pid)
 {
 	int			i;
 
-	for (i = 0; i < singleton_shared->nslots; i++)
+	for (i = 0; i < factory_shared->nslots; i++)
 	{
-		SingletonCounters *c = &singleton_slots[i].c;
+		FactoryWaitSlot *slot = &factory_shared->slots[i];
 
-		if ((int) pg_atomic_read_u32(&c->pid) == pid)
-			return (int) pg_atomic_read_u32(&c->waiting_for_pid);
+		if ((int) pg_atomic_read_u32(&slot->pid) == pid)
+			return (int) pg_atomic_read_u32(&slot->waiting_for_pid);
 	}
 	return 0;
 }
 
 /*
  * Would waiting for creator_pid close a cycle?  Edges are factory waits
- * (from the counter slots) and heavyweight-lock waits (pg_blocking_pids),
+ * (from the wait slots) and heavyweight-lock waits (pg_blocking_pids),
  * so a factory blocked on a lock this session holds is found too: the
  * lock manager's own detector cannot see a condition-variable wait.
  */
@@ -221,14 +306,11 @@ static void
 wait_for_factory(const char *name, int len, int creator_pid,
 				 TimestampTz wait_start)
 {
-	ConditionVariable *cv = singleton_factory_cv(MyDatabaseId, name, len);
-	SingletonCounters *me = singleton_my_counters();
+	ConditionVariable *cv = registry_entry_cv(MyDatabaseId, name, len);
 	TimestampTz last_check = GetCurrentTimestamp();	/* no check before a full interval */
 	int			cycle_seen = 0;
 
-	pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
-	/* publish the edge before anyone may look for cycles through it */
-	pg_memory_barrier();
+	set_waiting_for(creator_pid);
 
 	ConditionVariablePrepareToSleep(cv);
 	for (;;)
@@ -242,15 +324,14 @@ wait_for_factory(const char *name, int len, int creator_pid,
 		if (creator_pid != pid)
 		{
 			/* another session took over the creation */
-			pg_atomic_write_u32(&me->waiting_for_pid, (uint32) creator_pid);
-			pg_memory_barrier();
+			set_waiting_for(creator_pid);
 			cycle_seen = 0;
 		}
 
 		if (BackendPidGetProc(creator_pid) == NULL)
 		{
 			/* the creator is gone without cleaning up: take its place */
-			if (registry_remove_stale(name, len, creator_pid))
+			if (registry_remove_stale_claim(name, len, creator_pid))
 				wake_waiters(MyDatabaseId, name, len);
 			break;
 		}
@@ -293,7 +374,7 @@ wait_for_factory(const char *name, int len, int creator_pid,
 										  singleton_wait_event(SINGLETON_WAIT_FACTORY));
 	}
 	ConditionVariableCancelSleep();
-	pg_atomic_write_u32(&me->waiting_for_pid, 0);
+	set_waiting_for(0);
 }
 
 static void
@@ -409,7 +490,7 @@ push_claim(const char *name, int len, uint64 generation)
 	if (npending >= MAX_PENDING_CLAIMS)
 	{
 		/* give the claim back before complaining */
-		if (registry_factory_abandon(MyDatabaseId, name, len, generation))
+		if (registry_abandon_claim(MyDatabaseId, name, len, generation))
 			wake_waiters(MyDatabaseId, name, len);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -439,44 +520,138 @@ is_claimed_here(const char *name, int len)
 	return false;
 }
 
-Datum
-singleton_get_factory(PG_FUNCTION_ARGS)
+/* The arguments of one singleton_get(name, factory, ...) call. */
+typedef struct FactoryCall
 {
-	text	   *name_t;
 	const char *name;
 	int			len;
 	char	   *query;
-	char	   *type = NULL;
+	char	   *type;			/* NULL: from the value */
 	bool		private;
-	bool		waited = false;
-	TimestampTz wait_start = 0;
+} FactoryCall;
 
-	singleton_attach();
+static void
+read_factory_call(FunctionCallInfo fcinfo, FactoryCall *c)
+{
+	text	   *name_t;
+
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	singleton_require_arg(fcinfo, 1, "singleton factory");
 	name_t = PG_GETARG_TEXT_PP(0);
-	name = VARDATA_ANY(name_t);
-	len = VARSIZE_ANY_EXHDR(name_t);
-	singleton_check_name(name, len);
-	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (query[strspn(query, " \t\r\n")] == '\0')
+	c->name = VARDATA_ANY(name_t);
+	c->len = VARSIZE_ANY_EXHDR(name_t);
+	singleton_check_name(c->name, c->len);
+	c->query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (c->query[strspn(c->query, " \t\r\n")] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("singleton factory must not be empty")));
+	c->type = NULL;
 	if (!PG_ARGISNULL(2))
 	{
-		type = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		singleton_check_type(type, strlen(type));
+		c->type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		singleton_check_type(c->type, strlen(c->type));
 	}
-	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	c->private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+}
 
-	if (is_claimed_here(name, len))
+/*
+ * A caller that asks for a private entry must not be handed a value another
+ * role put there first (say, to poison a secret).
+ */
+static void
+check_ready_owner(const FactoryCall *c, Oid owner)
+{
+	const char *holder;
+
+	if (!c->private || has_privs_of_role(GetUserId(), owner))
+		return;
+	holder = GetUserNameFromId(owner, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("singleton \"%.*s\" belongs to another role", c->len, c->name),
+			 errdetail("A private entry was asked for, but the name is held by role \"%s\".",
+					   holder ? holder : "(dropped)"),
+			 errhint("Use a name no other role can take, or have an administrator delete the entry.")));
+}
+
+/* Wait for another session's claim to end, counting the wait time. */
+static void
+wait_for_claim(const FactoryCall *c, int creator_pid, TimestampTz wait_start)
+{
+	PG_TRY();
+	{
+		wait_for_factory(c->name, c->len, creator_pid, wait_start);
+	}
+	PG_CATCH();
+	{
+		SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * This session holds the claim: run the factory and store its value.
+ * Returns what the caller gets.  On error the claim stays in pending[]; the
+ * abort callbacks drop it once the abort has released every lock.
+ */
+static Jsonb *
+run_claimed(const FactoryCall *c, uint64 generation)
+{
+	instr_time	start;
+	instr_time	duration;
+	ClaimOutcome outcome = CLAIM_FORGOTTEN;
+	Jsonb	   *value = NULL;
+	Jsonb	   *current;
+
+	push_claim(c->name, c->len, generation);
+	SINGLETON_COUNT(factory_runs, 1);
+	PG_TRY();
+	{
+		INSTR_TIME_SET_CURRENT(start);
+		value = run_factory(c->name, c->len, c->query);
+		INSTR_TIME_SET_CURRENT(duration);
+		INSTR_TIME_SUBTRACT(duration, start);
+		singleton_check_value_size(value);
+		outcome = registry_complete_claim(c->name, c->len, generation, value,
+										  c->type ? c->type : singleton_jsonb_type_label(value),
+										  c->private,
+										  (int64) INSTR_TIME_GET_MICROSEC(duration));
+	}
+	PG_CATCH();
+	{
+		SINGLETON_COUNT(factory_failures, 1);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	npending--;
+	wake_waiters(MyDatabaseId, c->name, c->len);
+	/* stored, or the flight was deleted: our own value either way */
+	if (outcome != CLAIM_DISPLACED)
+		return value;
+	/* a singleton_set won the race: everyone sees its value */
+	current = registry_read(c->name, c->len, false);
+	return current ? current : value;
+}
+
+Datum
+singleton_get_factory(PG_FUNCTION_ARGS)
+{
+	FactoryCall c;
+	bool		waited = false;
+	TimestampTz wait_start = 0;
+
+	registry_attach();
+	init_backend();
+	read_factory_call(fcinfo, &c);
+	if (is_claimed_here(c.name, c.len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_RECURSION),
-				 errmsg("recursive factory for singleton \"%.*s\"", len, name),
+				 errmsg("recursive factory for singleton \"%.*s\"", c.len, c.name),
 				 errdetail("Its value was asked for while its own factory was running in this session.")));
-
-	ratelimit_require("singleton_get");
+	admission_require("singleton_get");
 	SINGLETON_COUNT(gets, 1);
 
 	for (;;)
@@ -485,104 +660,34 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 		Oid			owner = InvalidOid;
 		int			creator_pid = 0;
 		uint64		generation = 0;
-		FactoryProbe probe;
+		ClaimProbe	probe;
 
-		probe = registry_factory_probe(name, len, &value, &owner, &creator_pid,
-									   &generation);
-		if (probe == PROBE_READY)
-		{
-			/*
-			 * A caller that asks for a private entry must not be handed a
-			 * value another role put there first (say, to poison a secret).
-			 */
-			if (private && !has_privs_of_role(GetUserId(), owner))
-			{
-				const char *holder = GetUserNameFromId(owner, true);
-
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("singleton \"%.*s\" belongs to another role", len, name),
-						 errdetail("A private entry was asked for, but the name is held by role \"%s\".",
-								   holder ? holder : "(dropped)"),
-						 errhint("Use a name no other role can take, or have an administrator delete the entry.")));
-			}
-			SINGLETON_COUNT(hits, 1);
-			if (waited)
-				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
-			PG_RETURN_JSONB_P(value);
-		}
+		probe = registry_claim(c.name, c.len, &value, &owner, &creator_pid, &generation);
 		if (probe == PROBE_BUSY)
 		{
 			if (creator_pid == MyProcPid)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_RECURSION),
-						 errmsg("recursive factory for singleton \"%.*s\"", len, name)));
+						 errmsg("recursive factory for singleton \"%.*s\"", c.len, c.name)));
 			if (!waited)
 			{
 				waited = true;
 				wait_start = GetCurrentTimestamp();
 				SINGLETON_COUNT(factory_waits, 1);
 			}
-			PG_TRY();
-			{
-				wait_for_factory(name, len, creator_pid, wait_start);
-			}
-			PG_CATCH();
-			{
-				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
-				PG_RE_THROW();
-			}
-			PG_END_TRY();
+			wait_for_claim(&c, creator_pid, wait_start);
 			continue;
 		}
-
-		/* PROBE_CLAIMED: this session runs the factory */
+		if (waited)
+			SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
+		if (probe == PROBE_READY)
 		{
-			instr_time	start;
-			instr_time	duration;
-			FactoryOutcome outcome;
-			Jsonb	   *current;
-
-			SINGLETON_COUNT(misses, 1);
-			if (waited)
-				SINGLETON_COUNT(factory_wait_us, (uint64) (GetCurrentTimestamp() - wait_start));
-			push_claim(name, len, generation);
-			SINGLETON_COUNT(factory_runs, 1);
-
-			/*
-			 * On error the claim stays in pending[]; the abort callbacks drop
-			 * it once the abort has released every lock.
-			 */
-			PG_TRY();
-			{
-				INSTR_TIME_SET_CURRENT(start);
-				value = run_factory(name, len, query);
-				INSTR_TIME_SET_CURRENT(duration);
-				INSTR_TIME_SUBTRACT(duration, start);
-				singleton_check_value_size(value);
-				outcome = registry_factory_complete(name, len, generation, value,
-													type ? type : singleton_jsonb_type_label(value),
-													private,
-													(int64) INSTR_TIME_GET_MICROSEC(duration));
-			}
-			PG_CATCH();
-			{
-				SINGLETON_COUNT(factory_failures, 1);
-				PG_RE_THROW();
-			}
-			PG_END_TRY();
-
-			npending--;
-			wake_waiters(MyDatabaseId, name, len);
-			if (outcome != FACTORY_DISPLACED)
-			{
-				/* stored, or the flight was deleted: our own value either way */
-				PG_RETURN_JSONB_P(value);
-			}
-
-			/* a singleton_set won the race: everyone sees its value */
-			current = registry_read(name, len, false);
-			PG_RETURN_JSONB_P(current ? current : value);
+			check_ready_owner(&c, owner);
+			SINGLETON_COUNT(hits, 1);
+			PG_RETURN_JSONB_P(value);
 		}
+		/* PROBE_CLAIMED: this session runs the factory */
+		SINGLETON_COUNT(misses, 1);
+		PG_RETURN_JSONB_P(run_claimed(&c, generation));
 	}
 }

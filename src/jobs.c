@@ -37,7 +37,8 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "singleton.h"
+#include "area.h"
+#include "common.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(singleton_worker_wake);

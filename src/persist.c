@@ -16,7 +16,7 @@
  * no load and nothing to wait for.
  *
  * The file: a header (magic, format version), one record per ready entry
- * (PersistRecord, then name, type and value bytes), and a trailer with the
+ * (RegistryImage, then name, type and value bytes), and a trailer with the
  * entry count and a CRC-32C of everything before the CRC.  It is written to a temporary file,
  * fsynced and renamed into place (durable_rename).  Entries are copied one
  * at a time under their partition lock and written after it is released.
@@ -50,6 +50,8 @@
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -57,7 +59,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "singleton.h"
+#include "area.h"
+#include "common.h"
+#include "compat.h"
+#include "persist.h"
 #include "registry.h"
 
 PGDLLEXPORT void singleton_persist_main(Datum main_arg);
@@ -99,8 +104,48 @@ typedef struct SnapshotTrailer
 
 static volatile sig_atomic_t shutdown_requested = false;
 
-/* This process is the persist worker, which does the load. */
-static bool am_loader = false;
+#define PERSIST_ERROR_LEN	256
+
+typedef struct PersistShared
+{
+	pg_atomic_uint32 unloaded_file;	/* the file holds what the registry does
+									 * not: move it aside before writing */
+	pg_atomic_uint32 load_failures;	/* load attempts that raised an error */
+	slock_t		mutex;			/* protects the fields below */
+	int			pid;
+	TimestampTz last_snapshot;
+	uint64		last_entries;
+	uint64		last_bytes;
+	char		last_error[PERSIST_ERROR_LEN];
+} PersistShared;
+
+static PersistShared *persist = NULL;
+
+static bool loader_registered(void);
+
+Size
+persist_shmem_size(void)
+{
+	return MAXALIGN(sizeof(PersistShared));
+}
+
+/* After the area's init (it may open the area's gate). */
+void
+persist_shmem_init(void)
+{
+	bool		found;
+
+	persist = ShmemInitStruct("singleton persist", persist_shmem_size(), &found);
+	if (found)
+		return;
+	memset(persist, 0, sizeof(PersistShared));
+	pg_atomic_init_u32(&persist->unloaded_file, 0);
+	pg_atomic_init_u32(&persist->load_failures, 0);
+	SpinLockInit(&persist->mutex);
+	/* with nobody to load the snapshot, nobody may wait for it */
+	if (!loader_registered())
+		singleton_area_open_gate();
+}
 
 
 void
@@ -116,8 +161,7 @@ persist_register_worker(void)
 static void
 finish_load(void)
 {
-	pg_atomic_write_u32(&singleton_shared->persist.loaded, 1);
-	ConditionVariableBroadcast(&singleton_shared->persist.load_cv);
+	singleton_area_open_gate();
 }
 
 /*
@@ -126,8 +170,8 @@ finish_load(void)
  * not when max_worker_processes left no room for it, or in binary-upgrade
  * mode; then no load will ever happen.
  */
-bool
-persist_loader_registered(void)
+static bool
+loader_registered(void)
 {
 	SINGLETON_BGW_ITER it;
 
@@ -142,33 +186,13 @@ persist_loader_registered(void)
 	return false;
 }
 
-/*
- * Called by every process but the loader before its first registry
- * operation: wait until the snapshot has been loaded.  There is no time
- * limit (the load of a large registry takes seconds), but the wait can be
- * cancelled like any query.  If the worker dies while loading, it is
- * restarted and loads again.
- */
-void
-persist_wait_for_load(void)
-{
-	if (am_loader || pg_atomic_read_u32(&singleton_shared->persist.loaded) ||
-		!IsUnderPostmaster)
-		return;
-	ConditionVariablePrepareToSleep(&singleton_shared->persist.load_cv);
-	while (!pg_atomic_read_u32(&singleton_shared->persist.loaded))
-		(void) ConditionVariableTimedSleep(&singleton_shared->persist.load_cv, 1000,
-										   singleton_wait_event(SINGLETON_WAIT_LOAD));
-	ConditionVariableCancelSleep();
-}
-
 static void
 set_error(const char *msg)
 {
-	SpinLockAcquire(&singleton_shared->persist.mutex);
-	strlcpy(singleton_shared->persist.last_error, msg ? msg : "",
-			sizeof(singleton_shared->persist.last_error));
-	SpinLockRelease(&singleton_shared->persist.mutex);
+	SpinLockAcquire(&persist->mutex);
+	strlcpy(persist->last_error, msg ? msg : "",
+			sizeof(persist->last_error));
+	SpinLockRelease(&persist->mutex);
 }
 
 /*
@@ -219,7 +243,7 @@ keep_unloaded_file(const char *why)
 	ereport(WARNING,
 			(errmsg("singleton snapshot file \"%s\" was %s; it is kept aside before the next snapshot",
 					SNAPSHOT_FILE, why)));
-	pg_atomic_write_u32(&singleton_shared->persist.unloaded_file, 1);
+	pg_atomic_write_u32(&persist->unloaded_file, 1);
 }
 
 /*
@@ -231,12 +255,12 @@ preserve_unloaded_file(void)
 {
 	struct stat st;
 
-	if (!pg_atomic_read_u32(&singleton_shared->persist.unloaded_file))
+	if (!pg_atomic_read_u32(&persist->unloaded_file))
 		return true;
 	if ((stat(SNAPSHOT_FILE, &st) != 0 && errno == ENOENT) ||
 		set_aside("unloaded", "not fully loaded", "the next snapshot holds what the registry holds now"))
 	{
-		pg_atomic_write_u32(&singleton_shared->persist.unloaded_file, 0);
+		pg_atomic_write_u32(&persist->unloaded_file, 0);
 		return true;
 	}
 	set_error("the snapshot file was not fully loaded and could not be moved aside; no snapshot is written until it can be");
@@ -421,7 +445,7 @@ jsonb_container_sound(const char *base, Size len, bool root)
  * unless this holds (database and owner are checked when loading).
  */
 static bool
-record_sound(const PersistRecord *rec, const char *bytes, Size avail)
+record_sound(const RegistryImage *rec, const char *bytes, Size avail)
 {
 	Size		need = (Size) rec->namelen + rec->typelen + rec->valuelen;
 	const char *value = bytes + rec->namelen + rec->typelen;
@@ -510,7 +534,7 @@ load_snapshot(void)
 	pos = sizeof(SnapshotHeader);
 	for (i = 0; i < trailer.count; i++)
 	{
-		PersistRecord rec;
+		RegistryImage rec;
 
 		if (pos + sizeof(rec) > end)
 			break;
@@ -530,7 +554,7 @@ load_snapshot(void)
 	pos = sizeof(SnapshotHeader);
 	for (i = 0; i < trailer.count; i++)
 	{
-		PersistRecord rec;
+		RegistryImage rec;
 		const char *bytes;
 
 		memcpy(&rec, data + pos, sizeof(rec));
@@ -545,7 +569,7 @@ load_snapshot(void)
 		}
 		PG_TRY();
 		{
-			if (registry_restore_entry(&rec, bytes))
+			if (registry_restore_image(&rec, bytes))
 				loaded++;
 			else
 				existing++;
@@ -644,12 +668,12 @@ write_snapshot(void)
 	trailer.count = 0;
 	for (i = 0; i < n; i++)
 	{
-		PersistRecord rec;
+		RegistryImage rec;
 		Size		len;
 
 		if (keys[i].state != ENTRY_READY)
 			continue;
-		if (!registry_copy_entry(keys[i].dbid, keys[i].name, strlen(keys[i].name),
+		if (!registry_copy_image(keys[i].dbid, keys[i].name, strlen(keys[i].name),
 								 &rec, &buf, &bufsize))
 			continue;			/* deleted meanwhile */
 		len = (Size) rec.namelen + rec.typelen + rec.valuelen;
@@ -677,12 +701,12 @@ write_snapshot(void)
 	if (durable_rename(SNAPSHOT_TMP, SNAPSHOT_FILE, WARNING) != 0)
 		goto fail;
 
-	SpinLockAcquire(&singleton_shared->persist.mutex);
-	singleton_shared->persist.last_snapshot = GetCurrentTimestamp();
-	singleton_shared->persist.last_entries = trailer.count;
-	singleton_shared->persist.last_bytes = bytes;
-	singleton_shared->persist.last_error[0] = '\0';
-	SpinLockRelease(&singleton_shared->persist.mutex);
+	SpinLockAcquire(&persist->mutex);
+	persist->last_snapshot = GetCurrentTimestamp();
+	persist->last_entries = trailer.count;
+	persist->last_bytes = bytes;
+	persist->last_error[0] = '\0';
+	SpinLockRelease(&persist->mutex);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	return;
@@ -723,9 +747,9 @@ persist_sigterm(SIGNAL_ARGS)
 static void
 persist_exit(int code, Datum arg)
 {
-	SpinLockAcquire(&singleton_shared->persist.mutex);
-	singleton_shared->persist.pid = 0;
-	SpinLockRelease(&singleton_shared->persist.mutex);
+	SpinLockAcquire(&persist->mutex);
+	persist->pid = 0;
+	SpinLockRelease(&persist->mutex);
 }
 
 /*
@@ -756,7 +780,7 @@ load_or_retry(void)
 		/* the ERROR dropped the holdoff taken above: take it again */
 		HOLD_INTERRUPTS();
 		AbortCurrentTransaction();
-		failures = pg_atomic_add_fetch_u32(&singleton_shared->persist.load_failures, 1);
+		failures = pg_atomic_add_fetch_u32(&persist->load_failures, 1);
 		if (failures < LOAD_ATTEMPTS)
 		{
 			ereport(LOG,
@@ -782,17 +806,17 @@ singleton_persist_main(Datum main_arg)
 	pqsignal(SIGTERM, persist_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&singleton_shared->persist.mutex);
-	singleton_shared->persist.pid = MyProcPid;
-	SpinLockRelease(&singleton_shared->persist.mutex);
+	SpinLockAcquire(&persist->mutex);
+	persist->pid = MyProcPid;
+	SpinLockRelease(&persist->mutex);
 	before_shmem_exit(persist_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("singleton persist");
-	am_loader = true;
-	singleton_attach();
+	singleton_area_pass_gate();
+	registry_attach();
 
-	if (!pg_atomic_read_u32(&singleton_shared->persist.loaded))
+	if (!singleton_area_gate_is_open())
 	{
 		if (singleton_persist)
 			load_or_retry();
@@ -845,17 +869,17 @@ persist_append_health(StringInfo buf, bool show_bytes)
 	char		error[256];
 	int			pid;
 
-	SpinLockAcquire(&singleton_shared->persist.mutex);
-	last = singleton_shared->persist.last_snapshot;
-	entries = singleton_shared->persist.last_entries;
-	bytes = singleton_shared->persist.last_bytes;
-	strlcpy(error, singleton_shared->persist.last_error, sizeof(error));
-	pid = singleton_shared->persist.pid;
-	SpinLockRelease(&singleton_shared->persist.mutex);
+	SpinLockAcquire(&persist->mutex);
+	last = persist->last_snapshot;
+	entries = persist->last_entries;
+	bytes = persist->last_bytes;
+	strlcpy(error, persist->last_error, sizeof(error));
+	pid = persist->pid;
+	SpinLockRelease(&persist->mutex);
 
 	appendStringInfo(buf, ", \"persist\": {\"enabled\": %s, \"interval_s\": %d, \"loaded\": %s, \"worker_pid\": ",
 					 singleton_persist ? "true" : "false", singleton_persist_interval,
-					 pg_atomic_read_u32(&singleton_shared->persist.loaded) ? "true" : "false");
+					 singleton_area_gate_is_open() ? "true" : "false");
 	if (pid != 0)
 		appendStringInfo(buf, "%d", pid);
 	else

@@ -18,7 +18,7 @@
  * share).  The share is checked before an allocation and charged after it;
  * concurrent writers of one role may overshoot it by at most one value each.
  *
- * The registry's rate limiter (ratelimit.c) also gives each role that is
+ * The registry's admission limiter (admission.c) also gives each role that is
  * not a superuser at most singleton.rate_limit_role_share percent of
  * singleton.rate_limit per second, so one role's flood cannot take every
  * admission: a per-role GCRA bucket (one theoretical arrival time, updated
@@ -35,12 +35,12 @@
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 
-#include "singleton.h"
+#include "common.h"
 #include "quota.h"
 
 /* Distinct roles with their own counter; a power of two. */
-#define NS_PER_SECOND	INT64CONST(1000000000)
 #define QUOTA_SLOTS		4096
+#define PERCENT			100
 
 typedef struct QuotaSlot
 {
@@ -129,14 +129,14 @@ quota_used(Oid role)
  * before allocating, outside any lock.
  */
 void
-quota_check(Oid role, Size request)
+quota_check(Oid role, Size request, Size memory_limit)
 {
 	uint64		share;
 	uint64		used;
 
-	if (request == 0 || singleton_role_memory_share >= 100 || superuser_arg(role))
+	if (request == 0 || singleton_role_memory_share >= PERCENT || superuser_arg(role))
 		return;
-	share = (uint64) singleton_shared->memory_limit / 100 * singleton_role_memory_share;
+	share = (uint64) memory_limit / PERCENT * singleton_role_memory_share;
 	used = quota_used(role);
 	if (used + request > share)
 	{
@@ -163,7 +163,7 @@ admit_interval_ns(int limit)
 {
 	int64		per_100s = (int64) Max(limit, 1) * singleton_rate_limit_role_share;
 
-	return NS_PER_SECOND * 100 / per_100s;
+	return SINGLETON_NS_PER_SECOND * PERCENT / per_100s;
 }
 
 /*
@@ -180,11 +180,11 @@ quota_admit(Oid role, int64 now_ns, int limit)
 	int64		tolerance;
 	uint64		tat;
 
-	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
+	if (singleton_rate_limit_role_share >= PERCENT || superuser_arg(role))
 		return true;
 	interval = admit_interval_ns(limit);
 	/* a share below one call a second still admits one call per interval */
-	tolerance = Max(interval, NS_PER_SECOND);
+	tolerance = Max(interval, SINGLETON_NS_PER_SECOND);
 	slot = quota_slot(role);
 	tat = pg_atomic_read_u64(&slot->admit_tat_ns);
 	for (;;)
@@ -203,7 +203,7 @@ quota_admit(Oid role, int64 now_ns, int limit)
 void
 quota_admit_refund(Oid role, int limit)
 {
-	if (singleton_rate_limit_role_share >= 100 || superuser_arg(role))
+	if (singleton_rate_limit_role_share >= PERCENT || superuser_arg(role))
 		return;
 	pg_atomic_fetch_sub_u64(&quota_slot(role)->admit_tat_ns, (uint64) admit_interval_ns(limit));
 }

@@ -2,6 +2,7 @@
  *
  * quota.h
  *		Per-role shares of the registry: of its memory and of its rate limit.
+ *		Bottom layer, beside area.h; lock-free (see src/README).
  *
  *-------------------------------------------------------------------------
  */
@@ -19,7 +20,7 @@ extern Size quota_shmem_size(void);
 extern void quota_shmem_init(void);
 extern void quota_charge(Oid role, int64 delta);
 extern uint64 quota_used(Oid role);
-extern void quota_check(Oid role, Size request);
+extern void quota_check(Oid role, Size request, Size memory_limit);
 extern bool quota_admit(Oid role, int64 now_ns, int limit);
 extern void quota_admit_refund(Oid role, int limit);
 

@@ -1,16 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * registry.c
- *		The shared registry: set, get, has, delete, clear, incr, entries.
+ *		The registry store: set, get, has, delete, clear, incr, entries,
+ *		and the entry operations the features above build on (claims for
+ *		factories, images for persistence).
  *
- * Locking protocol: an entry is read under its dshash partition lock in
- * shared mode and written under it in exclusive mode.  While a partition
- * lock is held this file only copies bytes into memory allocated before the
- * lock was taken, bumps atomics and swaps DSA pointers.  Anything that can
- * fail (allocation, privilege checks, jsonb construction, errors) happens
- * after the lock is released; a step that needs one of those releases the
- * lock, does it, and looks the entry up again.  DSA chunks are allocated
- * before and freed after the lock.
+ * Entries live in a dshash table in the area (area.c), keyed by (database,
+ * name).  Locking (src/README has the whole protocol): an entry is read
+ * under its partition lock in shared mode and written under it in
+ * exclusive mode.  Under a partition lock this file only copies bytes into
+ * memory allocated before the lock was taken, bumps atomics, swaps DSA
+ * pointers, deletes items and frees chunks.  Anything that can fail
+ * (allocation, privilege checks, jsonb construction, errors) happens with
+ * no lock held; a step that needs one of those releases the lock, does it,
+ * and looks the entry up again.  RegistryShared: generation and
+ * entry_count are atomics, handle is set at startup, entry_cv are
+ * condition variables.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,12 +25,15 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "singleton.h"
+#include "admission.h"
+#include "area.h"
+#include "common.h"
 #include "quota.h"
 #include "registry.h"
 
@@ -47,32 +55,87 @@ typedef enum ReadState
 
 #define READ_BUFFER_INITIAL 256
 
-/* Count bytes allocated (delta > 0) or freed, globally and for a role. */
-void
-singleton_account_memory(Oid role, int64 delta)
+/* The type label of counters singleton_incr creates. */
+#define REGISTRY_COUNTER_TYPE	"counter"
+
+int			singleton_max_value_size = 1024 * 1024;
+
+typedef struct RegistryShared
 {
-	quota_charge(role, delta);
-	if (delta >= 0)
-		pg_atomic_fetch_add_u64(&singleton_shared->memory_used, (uint64) delta);
-	else
-	{
-		pg_atomic_fetch_sub_u64(&singleton_shared->memory_used, (uint64) -delta);
-		/* freed memory makes room again */
-		if (pg_atomic_read_u32(&singleton_shared->full))
-			pg_atomic_write_u32(&singleton_shared->full, 0);
-	}
+	dshash_table_handle handle;	/* set at startup */
+	pg_atomic_uint64 generation;	/* source of entry write generations */
+	pg_atomic_uint32 entry_count;	/* entries, all databases */
+	ConditionVariable entry_cv[REGISTRY_ENTRY_CVS];	/* see registry_entry_cv */
+} RegistryShared;
+
+static RegistryShared *registry = NULL;
+static dshash_table *registry_table = NULL;
+
+static const dshash_parameters registry_params = SINGLETON_TABLE_PARAMS(sizeof(RegistryEntry));
+
+Size
+registry_shmem_size(void)
+{
+	return MAXALIGN(sizeof(RegistryShared));
+}
+
+/* new_area: the area being created, or NULL if it exists already. */
+void
+registry_shmem_init(dsa_area *new_area)
+{
+	bool		found;
+	int			i;
+
+	registry = ShmemInitStruct("singleton registry", registry_shmem_size(), &found);
+	registry_table = NULL;
+	if (found || new_area == NULL)
+		return;
+	registry->handle = singleton_area_create_table(new_area, &registry_params);
+	pg_atomic_init_u64(&registry->generation, 0);
+	pg_atomic_init_u32(&registry->entry_count, 0);
+	for (i = 0; i < REGISTRY_ENTRY_CVS; i++)
+		ConditionVariableInit(&registry->entry_cv[i]);
+}
+
+/* Attach this backend to the registry, once; waits for the load gate. */
+void
+registry_attach(void)
+{
+	if (likely(registry_table != NULL))
+		return;
+	singleton_area_attach();
+	registry_table = singleton_area_attach_table(&registry_params, registry->handle);
+}
+
+/*
+ * The condition variable that sessions waiting for a name's state to change
+ * (a claim to end) sleep on; several names share one.
+ */
+ConditionVariable *
+registry_entry_cv(Oid dbid, const char *name, int len)
+{
+	SingletonKey key;
+
+	singleton_lookup_key(&key, dbid, name, len);
+	return &registry->entry_cv[singleton_key_hash(&key, sizeof(key), NULL) % REGISTRY_ENTRY_CVS];
+}
+
+uint32
+registry_entry_count(void)
+{
+	return pg_atomic_read_u32(&registry->entry_count);
 }
 
 static inline uint64
 next_generation(void)
 {
-	return pg_atomic_add_fetch_u64(&singleton_shared->generation, 1);
+	return pg_atomic_add_fetch_u64(&registry->generation, 1);
 }
 
 static inline Size
 entry_chunk_size(const RegistryEntry *e)
 {
-	return (Size) (e->key.namelen & ~SINGLETON_KEY_LOCAL) + e->typelen + e->valuelen;
+	return (Size) SINGLETON_KEY_LEN(&e->key) + e->typelen + e->valuelen;
 }
 
 static inline char *
@@ -199,24 +262,15 @@ jsonb_as_int64(Jsonb *jb, bool exact, int64 *result, bool *out_of_range)
  * Allocate and fill the DSA chunk of an entry: name, type label, value,
  * charged to role.  Raises the registry-full error when the area has no
  * room.  Whether the role may use that much more is the caller's check
- * (quota_check), made before.
+ * (singleton_area_check_share), made before.
  */
-dsa_pointer
-singleton_chunk_build(Oid role, const char *name, int namelen,
-					  const char *type, int typelen, const void *value,
-					  uint32 valuelen)
+static dsa_pointer
+chunk_build(Oid role, const char *name, int namelen, const char *type,
+			int typelen, const void *value, uint32 valuelen)
 {
-	Size		size = (Size) namelen + typelen + valuelen;
-	dsa_pointer dp;
-	char	   *p;
+	dsa_pointer dp = singleton_area_alloc(role, (Size) namelen + typelen + valuelen);
+	char	   *p = dsa_get_address(singleton_area, dp);
 
-	dp = dsa_allocate_extended(singleton_area, size, DSA_ALLOC_NO_OOM);
-	if (!DsaPointerIsValid(dp))
-		singleton_error_full(size);
-	if (pg_atomic_read_u32(&singleton_shared->full))
-		pg_atomic_write_u32(&singleton_shared->full, 0);
-	singleton_account_memory(role, (int64) size);
-	p = dsa_get_address(singleton_area, dp);
 	memcpy(p, name, namelen);
 	memcpy(p + namelen, type, typelen);
 	if (valuelen > 0)
@@ -224,58 +278,13 @@ singleton_chunk_build(Oid role, const char *name, int namelen,
 	return dp;
 }
 
-/* Free a chunk charged to role. */
-void
-singleton_chunk_free(dsa_pointer dp, Size size, Oid role)
+/* dshash_find_or_insert in the registry, OOM-safe (see area.c). */
+static RegistryEntry *
+find_or_insert(SingletonKey *key, bool *found, dsa_pointer chunk, Size chunk_size,
+			   Oid chunk_role)
 {
-	dsa_free(singleton_area, dp);
-	singleton_account_memory(role, -(int64) size);
-}
-
-/*
- * dshash_find_or_insert, turning "out of DSA memory" inside dshash into the
- * registry-full error, and freeing the caller's chunk on any error.  dshash
- * raises the error with the key's partition lock still held (PostgreSQL's
- * abort releases it).  Freeing the chunk meanwhile takes the area's locks
- * after the partition lock, the order dshash itself allocates in.  dshash's
- * backend-local state is untouched by a failed insert, so the table handle
- * stays usable.
- */
-static void *
-find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
-			   dsa_pointer chunk, Size chunk_size, Oid chunk_role)
-{
-	MemoryContext mcxt = CurrentMemoryContext;
-	void	   *entry = NULL;
-
-	PG_TRY();
-	{
-		entry = dshash_find_or_insert(table, key, found);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		Size		request = (table == singleton_registry) ?
-			REGISTRY_ENTRY_OVERHEAD : LIMITER_ENTRY_OVERHEAD;
-
-		MemoryContextSwitchTo(mcxt);
-		if (DsaPointerIsValid(chunk))
-			singleton_chunk_free(chunk, chunk_size, chunk_role);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
-			PG_RE_THROW();
-		FlushErrorState();
-		singleton_error_full(request);
-	}
-	PG_END_TRY();
-	return entry;
-}
-
-void *
-singleton_find_or_insert(dshash_table *table, SingletonKey *key, bool *found,
-						 dsa_pointer chunk, Size chunk_size, Oid chunk_role)
-{
-	return find_or_insert(table, key, found, chunk, chunk_size, chunk_role);
+	return singleton_area_find_or_insert(registry_table, key, found, REGISTRY_ENTRY_OVERHEAD,
+										 chunk, chunk_size, chunk_role);
 }
 
 /* Remove a locked entry; releases the lock, then frees its chunk. */
@@ -286,10 +295,10 @@ remove_locked_entry(RegistryEntry *e)
 	Size		size = entry_chunk_size(e);
 	Oid			owner = e->owner;
 
-	dshash_delete_entry(singleton_registry, e);
-	singleton_chunk_free(chunk, size, owner);
-	singleton_account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
-	pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
+	dshash_delete_entry(registry_table, e);
+	singleton_area_free(chunk, size, owner);
+	singleton_area_account(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
+	pg_atomic_fetch_sub_u32(&registry->entry_count, 1);
 }
 
 /*
@@ -317,7 +326,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 		if (buf == NULL)
 			buf = palloc(bufsize);
 
-		e = dshash_find(singleton_registry, &key, false);
+		e = dshash_find(registry_table, &key, false);
 		if (e == NULL)
 		{
 			pfree(buf);
@@ -327,7 +336,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 		{
 			if (creator_pid)
 				*creator_pid = e->creator_pid;
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			pfree(buf);
 			return READ_INITIALIZING;
 		}
@@ -335,7 +344,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 		{
 			Oid			owner = e->owner;
 
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			require_privs_of(owner, name, len);
 			ok_owner = owner;
 			continue;
@@ -343,7 +352,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 		if (e->kind == VALUE_JSONB && e->valuelen > bufsize)
 		{
 			bufsize = e->valuelen;
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			pfree(buf);
 			buf = NULL;
 			continue;
@@ -360,7 +369,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 			pg_atomic_fetch_add_u64(&e->access_count, 1);
 			pg_atomic_write_u64(&e->last_access, (uint64) now);
 		}
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 
 		if (kind == VALUE_INT)
 		{
@@ -382,13 +391,13 @@ registry_initializing(const char *name, int len, int *creator_pid)
 	bool		initializing;
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
-	e = dshash_find(singleton_registry, &key, false);
+	e = dshash_find(registry_table, &key, false);
 	if (e == NULL)
 		return false;
 	initializing = (e->state == ENTRY_INITIALIZING);
 	if (initializing)
 		*creator_pid = e->creator_pid;
-	dshash_release_lock(singleton_registry, e);
+	dshash_release_lock(registry_table, e);
 	return initializing;
 }
 
@@ -433,8 +442,8 @@ init_new_entry(RegistryEntry *e, int namelen, Oid owner, TimestampTz now)
 	e->factory_us = -1;
 	pg_atomic_init_u64(&e->access_count, 0);
 	pg_atomic_init_u64(&e->last_access, 0);
-	pg_atomic_fetch_add_u32(&singleton_shared->entry_count, 1);
-	singleton_account_memory(owner, REGISTRY_ENTRY_OVERHEAD);
+	pg_atomic_fetch_add_u32(&registry->entry_count, 1);
+	singleton_area_account(owner, REGISTRY_ENTRY_OVERHEAD);
 }
 
 /* Work out how a value is stored: inline integer or jsonb bytes. */
@@ -484,18 +493,18 @@ check_share_for_write(const char *name, int len, Oid writer, Size chunk_size)
 	Size		adds = REGISTRY_ENTRY_OVERHEAD + chunk_size;
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
-	e = dshash_find(singleton_registry, &key, false);
+	e = dshash_find(registry_table, &key, false);
 	if (e != NULL)
 	{
 		charged = e->owner;
 		had = entry_chunk_size(e);
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 		adds = chunk_size > had ? chunk_size - had : 0;
 		/* a refusal names the owner's usage: only for roles that may write */
 		if (charged != writer)
 			require_privs_of(charged, name, len);
 	}
-	quota_check(charged, adds);
+	singleton_area_check_share(charged, adds);
 }
 
 /*
@@ -520,7 +529,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 	classify_value(value, &kind, &ival, &valuelen);
 	chunk_size = (Size) len + typelen + valuelen;
 	check_share_for_write(name, len, userid, chunk_size);
-	chunk = singleton_chunk_build(userid, name, len, type, typelen, value, valuelen);
+	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
 	for (;;)
@@ -532,21 +541,21 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 		bool		was_initializing = false;
 		TimestampTz now = GetCurrentTimestamp();
 
-		e = find_or_insert(singleton_registry, &key, &found, chunk, chunk_size, userid);
+		e = find_or_insert(&key, &found, chunk, chunk_size, userid);
 		if (found)
 		{
 			if (e->owner != ok_owner)
 			{
 				Oid			owner = e->owner;
 
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				PG_TRY();
 				{
 					require_privs_of(owner, name, len);
 				}
 				PG_CATCH();
 				{
-					singleton_chunk_free(chunk, chunk_size, userid);
+					singleton_area_free(chunk, chunk_size, userid);
 					PG_RE_THROW();
 				}
 				PG_END_TRY();
@@ -568,7 +577,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 			e->creator_pid = displaced_pid;
 		}
 		entry_owner = e->owner;
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 
 		/* the entry's bytes are its owner's, whoever wrote them */
 		if (entry_owner != userid)
@@ -577,7 +586,7 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 			quota_charge(entry_owner, (int64) chunk_size);
 		}
 		if (DsaPointerIsValid(old))
-			singleton_chunk_free(old, old_size, entry_owner);
+			singleton_area_free(old, old_size, entry_owner);
 		return was_initializing;
 	}
 }
@@ -591,7 +600,7 @@ singleton_set(PG_FUNCTION_ARGS)
 	bool		private;
 	int			len;
 
-	singleton_attach();
+	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -612,10 +621,10 @@ singleton_set(PG_FUNCTION_ARGS)
 	}
 	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
 
-	ratelimit_require("singleton_set");
+	admission_require("singleton_set");
 
 	if (store_value(VARDATA_ANY(name), len, value, type, private))
-		ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, VARDATA_ANY(name), len));
+		ConditionVariableBroadcast(registry_entry_cv(MyDatabaseId, VARDATA_ANY(name), len));
 	SINGLETON_COUNT(sets, 1);
 	PG_RETURN_VOID();
 }
@@ -627,12 +636,12 @@ singleton_get(PG_FUNCTION_ARGS)
 	int			len;
 	Jsonb	   *value;
 
-	singleton_attach();
+	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
-	ratelimit_require("singleton_get");
+	admission_require("singleton_get");
 
 	SINGLETON_COUNT(gets, 1);
 	value = registry_read(VARDATA_ANY(name), len, true);
@@ -654,20 +663,20 @@ singleton_has(PG_FUNCTION_ARGS)
 	RegistryEntry *e;
 	bool		result = false;
 
-	singleton_attach();
+	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
-	if (!ratelimit_admit())
+	if (!admission_admit())
 		PG_RETURN_BOOL(false);
 
 	singleton_lookup_key(&key, MyDatabaseId, VARDATA_ANY(name), len);
-	e = dshash_find(singleton_registry, &key, false);
+	e = dshash_find(registry_table, &key, false);
 	if (e != NULL)
 	{
 		result = (e->state == ENTRY_READY);
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 	}
 	PG_RETURN_BOOL(result);
 }
@@ -682,19 +691,19 @@ singleton_delete(PG_FUNCTION_ARGS)
 	Oid			ok_owner = GetUserId();
 	bool		was_initializing;
 
-	singleton_attach();
+	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	str = VARDATA_ANY(name);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(str, len);
-	if (!ratelimit_admit())
+	if (!admission_admit())
 		PG_RETURN_BOOL(false);
 
 	singleton_lookup_key(&key, MyDatabaseId, str, len);
 	for (;;)
 	{
-		RegistryEntry *e = dshash_find(singleton_registry, &key, true);
+		RegistryEntry *e = dshash_find(registry_table, &key, true);
 
 		if (e == NULL)
 			PG_RETURN_BOOL(false);
@@ -702,7 +711,7 @@ singleton_delete(PG_FUNCTION_ARGS)
 		{
 			Oid			owner = e->owner;
 
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			require_privs_of(owner, str, len);
 			ok_owner = owner;
 			continue;
@@ -715,7 +724,7 @@ singleton_delete(PG_FUNCTION_ARGS)
 		was_initializing = (e->state == ENTRY_INITIALIZING);
 		remove_locked_entry(e);
 		if (was_initializing)
-			ConditionVariableBroadcast(singleton_factory_cv(MyDatabaseId, str, len));
+			ConditionVariableBroadcast(registry_entry_cv(MyDatabaseId, str, len));
 		SINGLETON_COUNT(deletes, 1);
 		PG_RETURN_BOOL(true);
 	}
@@ -760,8 +769,8 @@ singleton_clear(PG_FUNCTION_ARGS)
 	int64		removed = 0;
 	OwnerPrivCache cache = {0};
 
-	singleton_attach();
-	if (!ratelimit_admit())
+	registry_attach();
+	if (!admission_admit())
 		PG_RETURN_INT64(0);
 
 	snap = registry_snapshot(MyDatabaseId, &n);
@@ -776,13 +785,13 @@ singleton_clear(PG_FUNCTION_ARGS)
 			continue;
 
 		singleton_lookup_key(&key, MyDatabaseId, snap[i].name, len);
-		e = dshash_find(singleton_registry, &key, true);
+		e = dshash_find(registry_table, &key, true);
 		if (e == NULL)
 			continue;
 		/* skip it if it changed hands or started initializing meanwhile */
 		if (e->state != ENTRY_READY || e->owner != snap[i].owner)
 		{
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			continue;
 		}
 		remove_locked_entry(e);
@@ -827,16 +836,16 @@ singleton_incr(PG_FUNCTION_ARGS)
 	char	   *buf = NULL;
 	int64		result = 0;
 
-	singleton_attach();
+	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	/* delta is optional: NULL means its default, 1 */
 	delta = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
 	str = VARDATA_ANY(name);
 	len = VARSIZE_ANY_EXHDR(name);
-	chunk_size = (Size) len + strlen("counter");
+	chunk_size = (Size) len + strlen(REGISTRY_COUNTER_TYPE);
 	singleton_check_name(str, len);
-	ratelimit_require("singleton_incr");
+	admission_require("singleton_incr");
 
 	singleton_lookup_key(&key, MyDatabaseId, str, len);
 
@@ -854,28 +863,27 @@ singleton_incr(PG_FUNCTION_ARGS)
 			if (buf == NULL)
 				buf = palloc(bufsize);
 
-			e = dshash_find(singleton_registry, &key, true);
+			e = dshash_find(registry_table, &key, true);
 			if (e == NULL)
 			{
 				if (!DsaPointerIsValid(chunk))
 				{
-					quota_check(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
-					chunk = singleton_chunk_build(userid, str, len, "counter", strlen("counter"), NULL, 0);
+					singleton_area_check_share(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
+					chunk = chunk_build(userid, str, len, REGISTRY_COUNTER_TYPE, strlen(REGISTRY_COUNTER_TYPE), NULL, 0);
 					continue;
 				}
 				/* our PG_CATCH frees the chunk, so do not hand it over */
-				e = find_or_insert(singleton_registry, &key, &found,
-								   InvalidDsaPointer, 0, userid);
+				e = find_or_insert(&key, &found, InvalidDsaPointer, 0, userid);
 				if (found)
 				{
 					/* lost a race with another creator: add to theirs */
-					dshash_release_lock(singleton_registry, e);
+					dshash_release_lock(registry_table, e);
 					continue;
 				}
 				init_new_entry(e, len, userid, GetCurrentTimestamp());
-				fill_ready(e, chunk, strlen("counter"), VALUE_INT, delta, 0, false,
+				fill_ready(e, chunk, strlen(REGISTRY_COUNTER_TYPE), VALUE_INT, delta, 0, false,
 						   e->created_at);
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				chunk = InvalidDsaPointer;
 				result = delta;
 				break;
@@ -884,27 +892,27 @@ singleton_incr(PG_FUNCTION_ARGS)
 			{
 				Oid			owner = e->owner;
 
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				require_privs_of(owner, str, len);
 				ok_owner = owner;
 				continue;
 			}
 			if (e->state == ENTRY_INITIALIZING)
 			{
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				error_initializing(str, len);
 			}
 			if (e->kind == VALUE_INT)
 			{
 				if (pg_add_s64_overflow(e->ival, delta, &result))
 				{
-					dshash_release_lock(singleton_registry, e);
+					dshash_release_lock(registry_table, e);
 					error_out_of_range(str, len);
 				}
 				e->ival = result;
 				e->updated_at = GetCurrentTimestamp();
 				e->generation = next_generation();
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				break;
 			}
 
@@ -915,14 +923,14 @@ singleton_incr(PG_FUNCTION_ARGS)
 			if (e->valuelen > bufsize)
 			{
 				bufsize = e->valuelen;
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				pfree(buf);
 				buf = NULL;
 				continue;
 			}
 			gen = e->generation;
 			memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 
 			if (!jsonb_as_int64((Jsonb *) buf, false, &current, &oor))
 			{
@@ -933,7 +941,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 			if (pg_add_s64_overflow(current, delta, &result))
 				error_out_of_range(str, len);
 
-			e = dshash_find(singleton_registry, &key, true);
+			e = dshash_find(registry_table, &key, true);
 			if (e == NULL)
 				continue;
 			if (e->generation == gen && e->kind == VALUE_JSONB)
@@ -943,22 +951,22 @@ singleton_incr(PG_FUNCTION_ARGS)
 				e->ival = result;
 				e->updated_at = GetCurrentTimestamp();
 				e->generation = next_generation();
-				dshash_release_lock(singleton_registry, e);
+				dshash_release_lock(registry_table, e);
 				break;
 			}
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 		}
 	}
 	PG_CATCH();
 	{
 		if (DsaPointerIsValid(chunk))
-			singleton_chunk_free(chunk, chunk_size, userid);
+			singleton_area_free(chunk, chunk_size, userid);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
 	if (DsaPointerIsValid(chunk))
-		singleton_chunk_free(chunk, chunk_size, userid);
+		singleton_area_free(chunk, chunk_size, userid);
 	SINGLETON_COUNT(incrs, 1);
 	PG_RETURN_INT64(result);
 }
@@ -974,7 +982,8 @@ registry_purge_database(Oid dbid)
 	dshash_seq_status status;
 	RegistryEntry *e;
 
-	dshash_seq_init(&status, singleton_registry, true);
+	registry_attach();
+	dshash_seq_init(&status, registry_table, true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
 		if (e->key.dbid == dbid)
@@ -984,9 +993,9 @@ registry_purge_database(Oid dbid)
 			Oid			owner = e->owner;
 
 			dshash_delete_current(&status);
-			singleton_chunk_free(chunk, size, owner);
-			singleton_account_memory(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
-			pg_atomic_fetch_sub_u32(&singleton_shared->entry_count, 1);
+			singleton_area_free(chunk, size, owner);
+			singleton_area_account(owner, -(int64) REGISTRY_ENTRY_OVERHEAD);
+			pg_atomic_fetch_sub_u32(&registry->entry_count, 1);
 		}
 	}
 	dshash_seq_term(&status);
@@ -1001,7 +1010,7 @@ registry_purge_database(Oid dbid)
 EntrySnapshot *
 registry_snapshot(Oid dbid, int *count)
 {
-	Size		cap = pg_atomic_read_u32(&singleton_shared->entry_count) + 64;
+	Size		cap = pg_atomic_read_u32(&registry->entry_count) + 64;
 
 	for (;;)
 	{
@@ -1012,7 +1021,7 @@ registry_snapshot(Oid dbid, int *count)
 		bool		overflow = false;
 
 		snap = palloc_extended(cap * sizeof(EntrySnapshot), MCXT_ALLOC_HUGE);
-		dshash_seq_init(&status, singleton_registry, false);
+		dshash_seq_init(&status, registry_table, false);
 		while ((e = dshash_seq_next(&status)) != NULL)
 		{
 			EntrySnapshot *s;
@@ -1029,7 +1038,7 @@ registry_snapshot(Oid dbid, int *count)
 			s = &snap[n++];
 			s->dbid = e->key.dbid;
 			chunk = entry_chunk(e);
-			len = e->key.namelen & ~SINGLETON_KEY_LOCAL;
+			len = SINGLETON_KEY_LEN(&e->key);
 			memcpy(s->name, chunk, len);
 			s->name[len] = '\0';
 			memcpy(s->type, chunk + len, e->typelen);
@@ -1077,7 +1086,7 @@ singleton_entries(PG_FUNCTION_ARGS)
 	int			i;
 	OwnerPrivCache cache = {0};
 
-	singleton_attach();
+	registry_attach();
 	InitMaterializedSRF(fcinfo, 0);
 
 	snap = registry_snapshot(MyDatabaseId, &n);
@@ -1112,12 +1121,13 @@ singleton_entries(PG_FUNCTION_ARGS)
 }
 
 /*
- * Factory support.  The first caller claims the name by publishing an
- * initializing entry (owner and creator pid, no value); it later completes
- * or abandons it, identified by the generation it was given.
+ * Claims, for factories (factory.c).  The first caller claims the name by
+ * publishing an initializing entry (owner and creator pid, no value); it
+ * later completes or abandons it, identified by the generation it was
+ * given.  Running the factory, waiting and cleaning up are factory.c's.
  */
-FactoryProbe
-registry_factory_probe(const char *name, int len, Jsonb **value,
+ClaimProbe
+registry_claim(const char *name, int len, Jsonb **value,
 					   Oid *owner, int *creator_pid, uint64 *generation)
 {
 	SingletonKey key;
@@ -1141,18 +1151,18 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		 * Once an allocation has failed, and until memory is freed, do not
 		 * claim: the factory would run only to find no room for its value.
 		 */
-		if (pg_atomic_read_u32(&singleton_shared->full))
-			singleton_error_full(len);
-		quota_check(userid, len + REGISTRY_ENTRY_OVERHEAD);
-		chunk = singleton_chunk_build(userid, name, len, "", 0, NULL, 0);
-		e = find_or_insert(singleton_registry, &key, &found, chunk, len, userid);
+		if (pg_atomic_read_u32(&singleton_area_shared->full))
+			singleton_area_error_full(len);
+		singleton_area_check_share(userid, len + REGISTRY_ENTRY_OVERHEAD);
+		chunk = chunk_build(userid, name, len, "", 0, NULL, 0);
+		e = find_or_insert(&key, &found, chunk, len, userid);
 		if (found)
 		{
 			bool		busy = (e->state == ENTRY_INITIALIZING);
 
 			*creator_pid = e->creator_pid;
-			dshash_release_lock(singleton_registry, e);
-			singleton_chunk_free(chunk, len, userid);
+			dshash_release_lock(registry_table, e);
+			singleton_area_free(chunk, len, userid);
 			if (busy)
 				return PROBE_BUSY;
 			continue;			/* became ready meanwhile: read it */
@@ -1169,7 +1179,7 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
 		e->updated_at = e->created_at;
 		e->generation = next_generation();
 		*generation = e->generation;
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 		return PROBE_CLAIMED;
 	}
 }
@@ -1180,8 +1190,8 @@ registry_factory_probe(const char *name, int len, Jsonb **value,
  * it (the entry is ready and names this backend as the creator it
  * displaced), or the flight was deleted (forgotten).
  */
-FactoryOutcome
-registry_factory_complete(const char *name, int len, uint64 generation,
+ClaimOutcome
+registry_complete_claim(const char *name, int len, uint64 generation,
 						  Jsonb *value, const char *type, bool private,
 						  int64 factory_us)
 {
@@ -1200,22 +1210,22 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 
 	classify_value(value, &kind, &ival, &valuelen);
 	size = (Size) len + typelen + valuelen;
-	quota_check(userid, size);
-	chunk = singleton_chunk_build(userid, name, len, type, typelen, value, valuelen);
+	singleton_area_check_share(userid, size);
+	chunk = chunk_build(userid, name, len, type, typelen, value, valuelen);
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
-	e = dshash_find(singleton_registry, &key, true);
+	e = dshash_find(registry_table, &key, true);
 	if (e == NULL || e->state != ENTRY_INITIALIZING || e->generation != generation)
 	{
-		FactoryOutcome outcome = FACTORY_FORGOTTEN;
+		ClaimOutcome outcome = CLAIM_FORGOTTEN;
 
 		if (e != NULL)
 		{
 			if (e->state == ENTRY_READY && e->creator_pid == MyProcPid)
-				outcome = FACTORY_DISPLACED;
-			dshash_release_lock(singleton_registry, e);
+				outcome = CLAIM_DISPLACED;
+			dshash_release_lock(registry_table, e);
 		}
-		singleton_chunk_free(chunk, size, userid);
+		singleton_area_free(chunk, size, userid);
 		return outcome;
 	}
 	old = e->key.name;
@@ -1224,30 +1234,30 @@ registry_factory_complete(const char *name, int len, uint64 generation,
 			   GetCurrentTimestamp());
 	e->factory_us = factory_us;
 	owner = e->owner;
-	dshash_release_lock(singleton_registry, e);
+	dshash_release_lock(registry_table, e);
 	if (owner != userid)
 	{
 		quota_charge(userid, -(int64) size);
 		quota_charge(owner, (int64) size);
 	}
-	singleton_chunk_free(old, old_size, owner);
-	return FACTORY_STORED;
+	singleton_area_free(old, old_size, owner);
+	return CLAIM_STORED;
 }
 
 /* Remove this backend's initializing entry, if it is still there. */
 bool
-registry_factory_abandon(Oid dbid, const char *name, int len, uint64 generation)
+registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
 {
 	SingletonKey key;
 	RegistryEntry *e;
 
 	singleton_lookup_key(&key, dbid, name, len);
-	e = dshash_find(singleton_registry, &key, true);
+	e = dshash_find(registry_table, &key, true);
 	if (e == NULL)
 		return false;
 	if (e->state != ENTRY_INITIALIZING || e->generation != generation)
 	{
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 		return false;
 	}
 	remove_locked_entry(e);
@@ -1256,18 +1266,18 @@ registry_factory_abandon(Oid dbid, const char *name, int len, uint64 generation)
 
 /* Remove an initializing entry whose creator process no longer exists. */
 bool
-registry_remove_stale(const char *name, int len, int creator_pid)
+registry_remove_stale_claim(const char *name, int len, int creator_pid)
 {
 	SingletonKey key;
 	RegistryEntry *e;
 
 	singleton_lookup_key(&key, MyDatabaseId, name, len);
-	e = dshash_find(singleton_registry, &key, true);
+	e = dshash_find(registry_table, &key, true);
 	if (e == NULL)
 		return false;
 	if (e->state != ENTRY_INITIALIZING || e->creator_pid != creator_pid)
 	{
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 		return false;
 	}
 	remove_locked_entry(e);
@@ -1281,7 +1291,7 @@ registry_remove_stale(const char *name, int len, int creator_pid)
  * the server saving its own state.  Returns false if absent or initializing.
  */
 bool
-registry_copy_entry(Oid dbid, const char *name, int len, PersistRecord *rec,
+registry_copy_image(Oid dbid, const char *name, int len, RegistryImage *rec,
 					char **buf, Size *bufsize)
 {
 	SingletonKey key;
@@ -1289,20 +1299,20 @@ registry_copy_entry(Oid dbid, const char *name, int len, PersistRecord *rec,
 	singleton_lookup_key(&key, dbid, name, len);
 	for (;;)
 	{
-		RegistryEntry *e = dshash_find(singleton_registry, &key, false);
+		RegistryEntry *e = dshash_find(registry_table, &key, false);
 		Size		need;
 
 		if (e == NULL)
 			return false;
 		if (e->state != ENTRY_READY)
 		{
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			return false;
 		}
 		need = entry_chunk_size(e);
 		if (need > *bufsize)
 		{
-			dshash_release_lock(singleton_registry, e);
+			dshash_release_lock(registry_table, e);
 			*buf = repalloc(*buf, need);
 			*bufsize = need;
 			continue;
@@ -1322,7 +1332,7 @@ registry_copy_entry(Oid dbid, const char *name, int len, PersistRecord *rec,
 		rec->access_count = pg_atomic_read_u64(&e->access_count);
 		rec->factory_us = e->factory_us;
 		memcpy(*buf, entry_chunk(e), need);
-		dshash_release_lock(singleton_registry, e);
+		dshash_release_lock(registry_table, e);
 		return true;
 	}
 }
@@ -1333,7 +1343,7 @@ registry_copy_entry(Oid dbid, const char *name, int len, PersistRecord *rec,
  * registry-full error when there is no room.
  */
 bool
-registry_restore_entry(const PersistRecord *rec, const char *bytes)
+registry_restore_image(const RegistryImage *rec, const char *bytes)
 {
 	SingletonKey key;
 	RegistryEntry *e;
@@ -1342,15 +1352,15 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	Size		size = (Size) rec->namelen + rec->typelen + rec->valuelen;
 
 	/* the share is not enforced here: the entry was there before */
-	chunk = singleton_chunk_build(rec->owner, bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
+	chunk = chunk_build(rec->owner, bytes, rec->namelen, bytes + rec->namelen, rec->typelen,
 						bytes + rec->namelen + rec->typelen, rec->valuelen);
 
 	singleton_lookup_key(&key, rec->dbid, bytes, rec->namelen);
-	e = find_or_insert(singleton_registry, &key, &found, chunk, size, rec->owner);
+	e = find_or_insert(&key, &found, chunk, size, rec->owner);
 	if (found)
 	{
-		dshash_release_lock(singleton_registry, e);
-		singleton_chunk_free(chunk, size, rec->owner);
+		dshash_release_lock(registry_table, e);
+		singleton_area_free(chunk, size, rec->owner);
 		return false;
 	}
 	init_new_entry(e, rec->namelen, rec->owner, rec->created_at);
@@ -1359,6 +1369,6 @@ registry_restore_entry(const PersistRecord *rec, const char *bytes)
 	e->factory_us = rec->factory_us;
 	pg_atomic_write_u64(&e->access_count, rec->access_count);
 	pg_atomic_write_u64(&e->last_access, (uint64) rec->last_access);
-	dshash_release_lock(singleton_registry, e);
+	dshash_release_lock(registry_table, e);
 	return true;
 }

@@ -1,20 +1,32 @@
 /*-------------------------------------------------------------------------
  *
  * registry.h
- *		The registry's shared entry layout and its internal interface.
+ *		The registry store: its entry layout and the interface the features
+ *		above it (factory.c, persist.c, stats.c) use.
  *
- * An entry is a dshash item keyed by (database, name).  Its DSA chunk holds
- * the name, then the type label, then the jsonb value; the key points at the
- * chunk, so replacing a value swaps the chunk under the partition lock.
- * Integer values that are used as counters are kept inline (VALUE_INT) so
- * singleton_incr never allocates under the lock.
+ * An entry is a dshash item of the area keyed by (database, name).  Its DSA
+ * chunk holds the name, then the type label, then the jsonb value; the key
+ * points at the chunk, so replacing a value swaps the chunk under the
+ * partition lock (the new chunk starts with the same name bytes, as
+ * area.h requires).  Integer values that are used as counters are kept
+ * inline (VALUE_INT) so singleton_incr never allocates under the lock.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef SINGLETON_REGISTRY_H
 #define SINGLETON_REGISTRY_H
 
-#include "singleton.h"
+#include "area.h"
+#include "common.h"
+#include "storage/condition_variable.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* GUC (singleton.c) */
+extern int	singleton_max_value_size;
+
+/* Condition variables for waits on names' states, shared by hashing. */
+#define REGISTRY_ENTRY_CVS	32
 
 #define ENTRY_READY			0
 #define ENTRY_INITIALIZING	1
@@ -42,18 +54,9 @@ typedef struct RegistryEntry
 	int64		factory_us;		/* factory duration, -1 if none ran */
 } RegistryEntry;
 
-typedef struct LimiterEntry
-{
-	SingletonKey key;			/* key.name is a chunk holding the key text */
-	int64		tat_ns;			/* GCRA theoretical arrival time */
-	Oid			creator;		/* the role charged for it */
-} LimiterEntry;
-
 /* Exact shared bytes one entry occupies: dshash item, entry, chunk. */
 #define REGISTRY_ENTRY_OVERHEAD \
 	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(RegistryEntry)))
-#define LIMITER_ENTRY_OVERHEAD \
-	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(LimiterEntry)))
 
 /* A copy of one entry's metadata, taken without allocating under locks. */
 typedef struct EntrySnapshot
@@ -74,6 +77,13 @@ typedef struct EntrySnapshot
 	uint64		generation;
 } EntrySnapshot;
 
+extern void singleton_check_name(const char *name, int len);
+extern Jsonb *registry_read(const char *name, int len, bool count_access);
+extern Size registry_shmem_size(void);
+extern void registry_shmem_init(dsa_area *new_area);
+extern void registry_attach(void);
+extern ConditionVariable *registry_entry_cv(Oid dbid, const char *name, int len);
+extern uint32 registry_entry_count(void);
 extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
 extern void registry_purge_database(Oid dbid);
 
@@ -89,8 +99,11 @@ typedef struct OwnerPrivCache
 extern bool registry_has_owner_privs(Oid owner, OwnerPrivCache *cache);
 extern bool registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache);
 
-/* What persist.c saves of an entry, besides its name, type and value. */
-typedef struct PersistRecord
+/*
+ * An entry's image, besides its name, type and value: what the store
+ * exports and imports (persist.c writes it to the snapshot file as is).
+ */
+typedef struct RegistryImage
 {
 	Oid			dbid;
 	Oid			owner;
@@ -106,50 +119,41 @@ typedef struct PersistRecord
 	TimestampTz last_access;
 	uint64		access_count;
 	int64		factory_us;
-} PersistRecord;
+} RegistryImage;
 
-extern bool registry_copy_entry(Oid dbid, const char *name, int len,
-								PersistRecord *rec, char **buf, Size *bufsize);
-extern bool registry_restore_entry(const PersistRecord *rec, const char *bytes);
+extern bool registry_copy_image(Oid dbid, const char *name, int len,
+								RegistryImage *rec, char **buf, Size *bufsize);
+extern bool registry_restore_image(const RegistryImage *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
-extern void singleton_account_memory(Oid role, int64 delta);
-extern dsa_pointer singleton_chunk_build(Oid role, const char *name,
-										 int namelen, const char *type,
-										 int typelen, const void *value,
-										 uint32 valuelen);
-extern void singleton_chunk_free(dsa_pointer dp, Size size, Oid role);
 extern void singleton_check_value_size(Jsonb *value);
 extern const char *singleton_jsonb_type_label(Jsonb *jb);
 extern bool registry_initializing(const char *name, int len, int *creator_pid);
-extern void *singleton_find_or_insert(dshash_table *table, SingletonKey *key,
-									  bool *found, dsa_pointer chunk,
-									  Size chunk_size, Oid chunk_role);
 
-/* Results of a factory probe. */
-typedef enum FactoryProbe
+/* What registry_claim found. */
+typedef enum ClaimProbe
 {
 	PROBE_READY,				/* value returned */
 	PROBE_CLAIMED,				/* caller now owns an initializing entry */
 	PROBE_BUSY					/* another backend is initializing it */
-} FactoryProbe;
+} ClaimProbe;
 
-extern FactoryProbe registry_factory_probe(const char *name, int len,
+extern ClaimProbe registry_claim(const char *name, int len,
 										   Jsonb **value, Oid *owner,
 										   int *creator_pid, uint64 *generation);
-/* What became of a factory's result. */
-typedef enum FactoryOutcome
+/* What became of a claim's value. */
+typedef enum ClaimOutcome
 {
-	FACTORY_STORED,				/* it is the entry's value now */
-	FACTORY_DISPLACED,			/* a singleton_set replaced the flight */
-	FACTORY_FORGOTTEN			/* the flight was deleted */
-} FactoryOutcome;
+	CLAIM_STORED,				/* it is the entry's value now */
+	CLAIM_DISPLACED,			/* a singleton_set replaced the flight */
+	CLAIM_FORGOTTEN				/* the flight was deleted */
+} ClaimOutcome;
 
-extern FactoryOutcome registry_factory_complete(const char *name, int len,
+extern ClaimOutcome registry_complete_claim(const char *name, int len,
 												uint64 generation, Jsonb *value,
 												const char *type, bool private,
 												int64 factory_us);
-extern bool registry_factory_abandon(Oid dbid, const char *name, int len,
+extern bool registry_abandon_claim(Oid dbid, const char *name, int len,
 									 uint64 generation);
-extern bool registry_remove_stale(const char *name, int len, int creator_pid);
+extern bool registry_remove_stale_claim(const char *name, int len, int creator_pid);
 
 #endif							/* SINGLETON_REGISTRY_H */

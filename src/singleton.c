@@ -1,25 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * singleton.c
- *		Module initialisation: GUCs, shared memory, lazy attachment.
+ *		Module initialisation, the top layer: GUCs, shared memory start-up
+ *		and the hook that frees a dropped database's entries.
  *
- * The fixed part of shared memory is requested in shmem_request_hook and
- * initialised in shmem_startup_hook under AddinShmemInitLock.  The DSA area
- * is created in place at the end of that fixed part, and both dshash tables
- * are created there too while the area is limited to its in-place size, so
- * the postmaster never creates a DSM segment.  Backends attach lazily on
- * their first call.
+ * Each module owns its shared struct with its own size and init functions
+ * (area.c, quota.c, admission.c, registry.c, limiter.c, factory.c,
+ * persist.c, worker.c); this file only calls them, in the order src/README
+ * gives.  The area is created in place while the stores create their
+ * tables, so the postmaster never creates a DSM segment.  Backends attach
+ * lazily on their first call.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -27,31 +25,18 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/wait_event.h"
 
-#include "singleton.h"
+#include "admission.h"
+#include "area.h"
+#include "compat.h"
+#include "factory.h"
+#include "limiter.h"
+#include "persist.h"
 #include "quota.h"
 #include "registry.h"
 #include "worker.h"
 
 SINGLETON_MODULE_MAGIC("1.1");
-
-/* Size of the DSA area's first segment, carved out of the fixed part. */
-#define SINGLETON_DSA_INPLACE_SIZE	(256 * 1024)
-
-int			singleton_memory_limit_mb = 64;
-int			singleton_max_value_size = 1024 * 1024;
-int			singleton_wait_timeout = SINGLETON_WAIT_TIMEOUT_DEFAULT;
-int			singleton_ops_per_second = 0;
-
-SingletonShared *singleton_shared = NULL;
-SingletonCounterSlot *singleton_slots = NULL;
-int64	   *singleton_rl_ring = NULL;
-static char *singleton_dsa_place = NULL;
-
-dsa_area   *singleton_area = NULL;
-dshash_table *singleton_registry = NULL;
-dshash_table *singleton_limiters = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -63,42 +48,18 @@ static bool drop_callback_registered = false;
 
 void		_PG_init(void);
 
-/* The tranche is filled in at run time. */
-static const dshash_parameters registry_params = {
-	.key_size = sizeof(SingletonKey),
-	.entry_size = sizeof(RegistryEntry),
-	.compare_function = singleton_key_compare,
-	.hash_function = singleton_key_hash,
-	SINGLETON_DSHASH_COPY
-};
-
-static const dshash_parameters limiter_params = {
-	.key_size = sizeof(SingletonKey),
-	.entry_size = sizeof(LimiterEntry),
-	.compare_function = singleton_key_compare,
-	.hash_function = singleton_key_hash,
-	SINGLETON_DSHASH_COPY
-};
-
-static int
-counter_slot_count(void)
-{
-	/* one slot per backend PGPROC, plus one shared overflow slot */
-	return MaxBackends + 1;
-}
-
 static Size
 singleton_shmem_size(void)
 {
-	Size		size;
+	Size		size = singleton_area_shmem_size();
 
-	size = MAXALIGN(sizeof(SingletonShared));
-	size = add_size(size, mul_size(counter_slot_count(), sizeof(SingletonCounterSlot)));
-	size = add_size(size, MAXALIGN(mul_size(SINGLETON_RATE_LIMIT_MAX, sizeof(int64))));
-	size = add_size(size, SINGLETON_DSA_INPLACE_SIZE);
-	size = add_size(size, worker_shmem_size());
 	size = add_size(size, quota_shmem_size());
-	return size;
+	size = add_size(size, admission_shmem_size());
+	size = add_size(size, registry_shmem_size());
+	size = add_size(size, limiter_shmem_size());
+	size = add_size(size, factory_shmem_size());
+	size = add_size(size, persist_shmem_size());
+	return add_size(size, worker_shmem_size());
 }
 
 static void
@@ -109,113 +70,27 @@ singleton_shmem_request(void)
 	RequestAddinShmemSpace(singleton_shmem_size());
 }
 
+/* Bottom layer first, then the stores (their tables go in a new area). */
 static void
 singleton_shmem_startup(void)
 {
 	bool		found;
-	char	   *base;
+	dsa_area   *new_area;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
-	/* After a crash-restart the postmaster must forget the old segment. */
-	singleton_shared = NULL;
-	singleton_area = NULL;
-	singleton_registry = NULL;
-	singleton_limiters = NULL;
-
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-
-	base = ShmemInitStruct("singleton", singleton_shmem_size(), &found);
-	singleton_shared = (SingletonShared *) base;
-	base += MAXALIGN(sizeof(SingletonShared));
-	singleton_slots = (SingletonCounterSlot *) base;
-	base += counter_slot_count() * sizeof(SingletonCounterSlot);
-	singleton_rl_ring = (int64 *) base;
-	base += MAXALIGN(SINGLETON_RATE_LIMIT_MAX * sizeof(int64));
-	singleton_dsa_place = base;
-
-	if (!found)
-	{
-		SingletonShared *s = singleton_shared;
-		dsa_area   *area;
-		dshash_table *table;
-		dshash_parameters params;
-		int			i;
-
-		memset(s, 0, sizeof(SingletonShared));
-		s->memory_limit = (size_t) singleton_memory_limit_mb * 1024 * 1024;
-		s->nslots = counter_slot_count();
-		pg_atomic_init_u64(&s->memory_used, 0);
-		pg_atomic_init_u64(&s->generation, 0);
-		pg_atomic_init_u32(&s->entry_count, 0);
-		pg_atomic_init_u32(&s->limiter_keys, 0);
-		pg_atomic_init_u64(&s->limiter_last_sweep_ns, 0);
-		pg_atomic_init_u32(&s->full, 0);
-		pg_atomic_init_u64(&s->rate_limited_count, 0);
-		SpinLockInit(&s->rl_mutex);
-		for (i = 0; i < SINGLETON_FACTORY_CVS; i++)
-			ConditionVariableInit(&s->factory_cv[i]);
-		pg_atomic_init_u32(&s->persist.loaded, 0);
-		pg_atomic_init_u32(&s->persist.unloaded_file, 0);
-		pg_atomic_init_u32(&s->persist.load_failures, 0);
-		ConditionVariableInit(&s->persist.load_cv);
-		SpinLockInit(&s->persist.mutex);
-
-		memset(singleton_slots, 0, s->nslots * sizeof(SingletonCounterSlot));
-		for (i = 0; i < s->nslots; i++)
-		{
-			SingletonCounters *c = &singleton_slots[i].c;
-
-			pg_atomic_init_u64(&c->gets, 0);
-			pg_atomic_init_u64(&c->hits, 0);
-			pg_atomic_init_u64(&c->misses, 0);
-			pg_atomic_init_u64(&c->sets, 0);
-			pg_atomic_init_u64(&c->deletes, 0);
-			pg_atomic_init_u64(&c->incrs, 0);
-			pg_atomic_init_u64(&c->factory_runs, 0);
-			pg_atomic_init_u64(&c->factory_failures, 0);
-			pg_atomic_init_u64(&c->factory_waits, 0);
-			pg_atomic_init_u64(&c->factory_wait_us, 0);
-			pg_atomic_init_u64(&c->limiter_allowed, 0);
-			pg_atomic_init_u64(&c->limiter_refused, 0);
-			pg_atomic_init_u32(&c->pid, 0);
-			pg_atomic_init_u32(&c->waiting_for_pid, 0);
-		}
-
-		s->tranche_id = LWLockNewTrancheId();
-		LWLockRegisterTranche(s->tranche_id, "singleton");
-
-		area = dsa_create_in_place(singleton_dsa_place,
-								   SINGLETON_DSA_INPLACE_SIZE,
-								   s->tranche_id, NULL);
-		dsa_pin(area);
-		/* keep the tables' control data in the in-place segment */
-		dsa_set_size_limit(area, SINGLETON_DSA_INPLACE_SIZE);
-
-		params = registry_params;
-		params.tranche_id = s->tranche_id;
-		table = dshash_create(area, &params, area);
-		s->registry_handle = dshash_get_hash_table_handle(table);
-		dshash_detach(table);
-
-		params = limiter_params;
-		params.tranche_id = s->tranche_id;
-		table = dshash_create(area, &params, area);
-		s->limiter_handle = dshash_get_hash_table_handle(table);
-		dshash_detach(table);
-
-		dsa_set_size_limit(area, Max(s->memory_limit, SINGLETON_DSA_INPLACE_SIZE));
-		/* the postmaster never touches the area again */
-		dsa_detach(area);
-	}
-
-	/* with nobody to load the snapshot, nobody may wait for it */
-	if (!found && !persist_loader_registered())
-		pg_atomic_write_u32(&singleton_shared->persist.loaded, 1);
-
-	worker_shmem_init();
+	new_area = singleton_area_shmem_init(&found);
 	quota_shmem_init();
+	admission_shmem_init();
+	registry_shmem_init(new_area);
+	limiter_shmem_init(new_area);
+	if (new_area != NULL)
+		singleton_area_shmem_done(new_area);
+	factory_shmem_init();
+	persist_shmem_init();
+	worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -246,18 +121,17 @@ singleton_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 {
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
-	if (classId != DatabaseRelationId || singleton_shared == NULL)
+	if (classId != DatabaseRelationId || singleton_area_shared == NULL)
 		return;
 	if (access == OAT_POST_CREATE)
 	{
-		singleton_attach();
 		registry_purge_database(objectId);
 		limiter_purge_database(objectId);
 	}
 	else if (access == OAT_DROP)
 	{
 		/* attach now, while an error can still stop the drop */
-		singleton_attach();
+		registry_attach();
 		if (!drop_callback_registered)
 		{
 			RegisterXactCallback(singleton_drop_callback, NULL);
@@ -267,8 +141,9 @@ singleton_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	}
 }
 
-void
-_PG_init(void)
+/* Settings that may change while the server runs. */
+static void
+define_runtime_gucs(void)
 {
 	DefineCustomIntVariable("singleton.max_value_size",
 							"Maximum size of one registry value.",
@@ -288,6 +163,37 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("singleton.rate_limit",
+							"Registry operations admitted per second across the instance; 0 disables the limiter.",
+							NULL,
+							&singleton_ops_per_second,
+							0, 0, SINGLETON_RATE_LIMIT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.role_memory_share",
+							"Percent of singleton.memory_limit one role (not a superuser) may use.",
+							"Entries count for their owner, rate limiter keys for the role that made them.",
+							&singleton_role_memory_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("singleton.rate_limit_role_share",
+							"Percent of singleton.rate_limit one role (not a superuser) may take per second.",
+							NULL,
+							&singleton_rate_limit_role_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+}
+
+static void
+define_job_and_persist_gucs(void)
+{
 	DefineCustomIntVariable("singleton.job_history",
 							"Finished job runs older than this are pruned; 0 keeps everything.",
 							NULL,
@@ -350,45 +256,12 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+}
 
-	DefineCustomIntVariable("singleton.role_memory_share",
-							"Percent of singleton.memory_limit one role (not a superuser) may use.",
-							"Entries count for their owner, rate limiter keys for the role that made them.",
-							&singleton_role_memory_share,
-							50, 1, 100,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("singleton.rate_limit_role_share",
-							"Percent of singleton.rate_limit one role (not a superuser) may take per second.",
-							NULL,
-							&singleton_rate_limit_role_share,
-							50, 1, 100,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("singleton.rate_limit",
-							"Registry operations admitted per second across the instance; 0 disables the limiter.",
-							NULL,
-							&singleton_ops_per_second,
-							0, 0, SINGLETON_RATE_LIMIT_MAX,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	/*
-	 * Without preloading there is no shared memory; every SQL function then
-	 * reports that through singleton_require_loaded().  A PGC_POSTMASTER
-	 * setting can only be defined while preloading.
-	 */
-	if (!process_shared_preload_libraries_in_progress)
-	{
-		MarkGUCPrefixReserved("singleton");
-		return;
-	}
-
+/* Settings fixed at server start: only while preloading. */
+static void
+define_postmaster_gucs(void)
+{
 	DefineCustomStringVariable("singleton.database",
 							   "Database the job worker connects to and where the job tables live.",
 							   NULL,
@@ -415,7 +288,25 @@ _PG_init(void)
 							PGC_POSTMASTER,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
+}
 
+void
+_PG_init(void)
+{
+	define_runtime_gucs();
+	define_job_and_persist_gucs();
+
+	/*
+	 * Without preloading there is no shared memory; every SQL function then
+	 * reports that through singleton_require_loaded().  A PGC_POSTMASTER
+	 * setting can only be defined while preloading.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("singleton");
+		return;
+	}
+	define_postmaster_gucs();
 	MarkGUCPrefixReserved("singleton");
 
 	if (!IsBinaryUpgrade)
@@ -430,185 +321,4 @@ _PG_init(void)
 	shmem_startup_hook = singleton_shmem_startup;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = singleton_object_access;
-}
-
-void
-singleton_require_loaded(void)
-{
-	if (singleton_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("singleton must be loaded via shared_preload_libraries"),
-				 errhint("Add singleton to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-/*
- * Attach this backend to the DSA area and both tables, once.  The mappings
- * live in TopMemoryContext and survive transaction ends.
- *
- * No process but the loader gets past here before the snapshot load has
- * finished: the wait comes before the attachment that the fast path tests,
- * so a cancelled wait is simply waited again by the next call.
- */
-void
-singleton_attach(void)
-{
-	MemoryContext oldcxt;
-	dshash_parameters params;
-
-	if (likely(singleton_registry != NULL && singleton_limiters != NULL))
-		return;
-
-	singleton_require_loaded();
-	persist_wait_for_load();
-
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	if (singleton_area == NULL)
-	{
-		LWLockRegisterTranche(singleton_shared->tranche_id, "singleton");
-		singleton_area = dsa_attach_in_place(singleton_dsa_place, NULL);
-		dsa_pin_mapping(singleton_area);
-		factory_init_backend();
-	}
-	if (singleton_registry == NULL)
-	{
-		params = registry_params;
-		params.tranche_id = singleton_shared->tranche_id;
-		singleton_registry = dshash_attach(singleton_area, &params,
-										   singleton_shared->registry_handle,
-										   singleton_area);
-	}
-	if (singleton_limiters == NULL)
-	{
-		params = limiter_params;
-		params.tranche_id = singleton_shared->tranche_id;
-		singleton_limiters = dshash_attach(singleton_area, &params,
-										   singleton_shared->limiter_handle,
-										   singleton_area);
-	}
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * The rule for NULL arguments of the SQL API: a NULL for a required argument
- * (one without a DEFAULT) raises 22004 naming it; the functions are CALLED ON
- * NULL INPUT, so they call this before fetching such an argument.  A NULL
- * for an optional argument means its default, which the caller supplies.
- */
-void
-singleton_require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
-
-SingletonCounters *
-singleton_my_counters(void)
-{
-	int			slot = SINGLETON_MY_PROC_INDEX();
-
-	/* backends are 0..MaxBackends-1; the last slot catches anything else */
-	if (slot < 0 || slot >= singleton_shared->nslots - 1)
-		slot = singleton_shared->nslots - 1;
-	return &singleton_slots[slot].c;
-}
-
-void
-singleton_error_full(Size request)
-{
-	pg_atomic_write_u32(&singleton_shared->full, 1);
-	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
-			 errmsg("singleton registry is full"),
-			 errdetail("A request for %zu bytes could not be met; entries use %llu bytes of the %zu-byte limit.",
-					   request,
-					   (unsigned long long) pg_atomic_read_u64(&singleton_shared->memory_used),
-					   singleton_shared->memory_limit),
-			 errhint("Delete entries, or raise singleton.memory_limit and restart the server.")));
-}
-
-/* Register one of our static background workers (restarted if it dies). */
-void
-singleton_register_worker(const char *name, const char *function,
-						  BgWorkerStartTime start_time, int flags)
-{
-	BackgroundWorker bgw;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = flags;
-	bgw.bgw_start_time = start_time;
-	bgw.bgw_restart_time = 5;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", name);
-	RegisterBackgroundWorker(&bgw);
-}
-
-/*
- * The wait event to report for one of our waits: a named one on 17 and
- * later (registered once per process), "Extension" before.
- */
-uint32
-singleton_wait_event(SingletonWait which)
-{
-#ifdef SINGLETON_NAMED_WAIT_EVENTS
-	static const char *const names[SINGLETON_WAIT_COUNT] = {
-		[SINGLETON_WAIT_FACTORY] = "SingletonFactory",
-		[SINGLETON_WAIT_LOAD] = "SingletonSnapshotLoad",
-		[SINGLETON_WAIT_LAUNCHER] = "SingletonLauncherMain",
-		[SINGLETON_WAIT_PERSIST] = "SingletonPersistMain",
-	};
-	static uint32 ids[SINGLETON_WAIT_COUNT];
-
-	if (ids[which] == 0)
-		ids[which] = WaitEventExtensionNew(names[which]);
-	return ids[which];
-#else
-	return PG_WAIT_EXTENSION;
-#endif
-}
-
-uint64
-singleton_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64) ts.tv_sec * UINT64CONST(1000000000) + (uint64) ts.tv_nsec;
-}
-
-static inline const char *
-key_name(const SingletonKey *key, dsa_area *area)
-{
-	if (key->namelen & SINGLETON_KEY_LOCAL)
-		return (const char *) (uintptr_t) key->name;
-	return (const char *) dsa_get_address(area, key->name);
-}
-
-int
-singleton_key_compare(const void *a, const void *b, size_t size, void *arg)
-{
-	const SingletonKey *ka = (const SingletonKey *) a;
-	const SingletonKey *kb = (const SingletonKey *) b;
-	uint32		la = ka->namelen & ~SINGLETON_KEY_LOCAL;
-	uint32		lb = kb->namelen & ~SINGLETON_KEY_LOCAL;
-
-	if (ka->dbid != kb->dbid)
-		return ka->dbid < kb->dbid ? -1 : 1;
-	if (la != lb)
-		return la < lb ? -1 : 1;
-	return memcmp(key_name(ka, arg), key_name(kb, arg), la);
-}
-
-dshash_hash
-singleton_key_hash(const void *v, size_t size, void *arg)
-{
-	const SingletonKey *k = (const SingletonKey *) v;
-	uint32		len = k->namelen & ~SINGLETON_KEY_LOCAL;
-
-	return hash_combine(murmurhash32(k->dbid),
-						hash_bytes((const unsigned char *) key_name(k, arg), len));
 }

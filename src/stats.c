@@ -20,7 +20,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "singleton.h"
+#include "admission.h"
+#include "area.h"
+#include "limiter.h"
+#include "persist.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -59,9 +62,9 @@ sum_counters(CounterTotals *t)
 	int			i;
 
 	memset(t, 0, sizeof(*t));
-	for (i = 0; i < singleton_shared->nslots; i++)
+	for (i = 0; i < singleton_area_shared->nslots; i++)
 	{
-		SingletonCounters *c = &singleton_slots[i].c;
+		SingletonCounters *c = &singleton_counter_slots[i].c;
 
 		t->gets += pg_atomic_read_u64(&c->gets);
 		t->hits += pg_atomic_read_u64(&c->hits);
@@ -149,7 +152,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	bool		inner;
 	OwnerPrivCache cache = {0};
 
-	singleton_attach();
+	registry_attach();
 	snap = registry_snapshot(MyDatabaseId, &n);
 	qsort(snap, n, sizeof(EntrySnapshot), snapshot_name_cmp);
 	/* a private entry's size is the caller's to know only if it may read it */
@@ -218,7 +221,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_key(&buf, "memory_note", &first);
 	escape_json(&buf, memory_note);
 	append_u64(&buf, "rate_limited_count",
-			   pg_atomic_read_u64(&singleton_shared->rate_limited_count), &first);
+			   admission_refused_count(), &first);
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
 
@@ -229,9 +232,9 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_u64(&buf, "deletes", t.deletes, &first);
 	append_u64(&buf, "incrs", t.incrs, &first);
 	append_u64_or_null(&buf, "memory_used_bytes",
-					   pg_atomic_read_u64(&singleton_shared->memory_used),
+					   pg_atomic_read_u64(&singleton_area_shared->memory_used),
 					   may_see_byte_totals(), &first);
-	append_u64(&buf, "memory_limit_bytes", singleton_shared->memory_limit, &first);
+	append_u64(&buf, "memory_limit_bytes", singleton_area_shared->memory_limit, &first);
 
 	append_u64(&buf, "factory_runs", t.factory_runs, &first);
 	append_u64(&buf, "factory_failures", t.factory_failures, &first);
@@ -242,7 +245,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_key(&buf, "rate_limiter", &first);
 	appendStringInfoChar(&buf, '{');
 	inner = true;
-	append_u64(&buf, "keys", pg_atomic_read_u32(&singleton_shared->limiter_keys), &inner);
+	append_u64(&buf, "keys", limiter_key_count(), &inner);
 	append_u64(&buf, "allowed", t.limiter_allowed, &inner);
 	append_u64(&buf, "refused", t.limiter_refused, &inner);
 	appendStringInfoChar(&buf, '}');
@@ -266,10 +269,10 @@ singleton_health(PG_FUNCTION_ARGS)
 
 	/* fixed shared memory only: answers at once, also while loading */
 	singleton_require_loaded();
-	used = pg_atomic_read_u64(&singleton_shared->memory_used);
-	limit = singleton_shared->memory_limit;
+	used = pg_atomic_read_u64(&singleton_area_shared->memory_used);
+	limit = singleton_area_shared->memory_limit;
 	pct = limit > 0 ? 100.0 * (double) used / (double) limit : 0.0;
-	full = pg_atomic_read_u32(&singleton_shared->full) != 0;
+	full = pg_atomic_read_u32(&singleton_area_shared->full) != 0;
 	show = may_see_byte_totals();
 
 	initStringInfo(&buf);
@@ -279,8 +282,8 @@ singleton_health(PG_FUNCTION_ARGS)
 	append_key(&buf, "registry_full", &first);
 	appendStringInfoString(&buf, full ? "true" : "false");
 	append_key(&buf, "shared_memory", &first);
-	appendStringInfoString(&buf, singleton_shared != NULL ? "true" : "false");
-	append_u64(&buf, "entries", pg_atomic_read_u32(&singleton_shared->entry_count), &first);
+	appendStringInfoString(&buf, singleton_area_shared != NULL ? "true" : "false");
+	append_u64(&buf, "entries", registry_entry_count(), &first);
 	append_u64_or_null(&buf, "memory_used_bytes", used, show, &first);
 	append_u64(&buf, "memory_limit_bytes", limit, &first);
 	append_key(&buf, "memory_used_pct", &first);

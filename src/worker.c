@@ -51,7 +51,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
-#include "singleton.h"
+#include "common.h"
 #include "worker.h"
 
 PGDLLEXPORT void singleton_launcher_main(Datum main_arg);

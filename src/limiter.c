@@ -1,23 +1,22 @@
 /*-------------------------------------------------------------------------
  *
- * ratelimit.c
- *		The registry's own limiter and per-key GCRA limiters.
+ * limiter.c
+ *		Per-key GCRA limiters (singleton_rate_limit), as redis-cell's
+ *		CL.THROTTLE: a store in the area.
  *
- * Registry limiter: a true sliding window.  A ring in fixed shared memory
- * holds the monotonic times of the last singleton.rate_limit admissions; an
- * operation is admitted when the oldest of them is more than one second
- * old, so no one-second interval ever admits more than the limit.  O(1) per
- * operation under a spinlock that covers a handful of instructions.  With
- * the limit at 0 the check is one read of a backend-local integer.  Before
- * the window, each role's own share of it is checked (quota.c), so that a
- * flood by one role leaves room for the others.
+ * State is one theoretical arrival time per (database, key) in a dshash
+ * table in the area, updated under the key's partition lock with pure
+ * integer arithmetic (128-bit nanoseconds).  A key whose bucket is full
+ * again carries no information and is deleted, on its next use or by a
+ * sweep that runs at most once a second.  Each key's text chunk and item
+ * are charged to the role that made it (quota.c via area.c).
  *
- * Per-key limiters: the generic cell rate algorithm (as redis-cell's
- * CL.THROTTLE).  State is one theoretical arrival time per (database, key)
- * in a dshash table in the registry's DSA area, updated under the key's
- * partition lock with pure integer arithmetic (128-bit nanoseconds).  A key
- * whose bucket is full again carries no information and is deleted, on its
- * next use or by a sweep that runs at most once a second.
+ * Locking: a key is read and written under its partition lock (exclusive);
+ * scans lock one partition at a time.  Under a partition lock this file
+ * does arithmetic, deletes items and frees chunks (the area's locks rank
+ * after partition locks, as in dshash itself); it allocates only before.
+ * LimiterShared: keys and last_sweep_ns are atomics, handle is set at
+ * startup.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,104 +25,65 @@
 #include "datatype/timestamp.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "singleton.h"
-#include "quota.h"
-#include "registry.h"
+#include "area.h"
+#include "common.h"
+#include "compat.h"
+#include "limiter.h"
 
-PG_FUNCTION_INFO_V1(singleton_reset);
 PG_FUNCTION_INFO_V1(singleton_rate_limit);
 PG_FUNCTION_INFO_V1(singleton_rate_limit_reset);
 PG_FUNCTION_INFO_V1(singleton_rate_limit_purge);
 
-#define NS_PER_SEC		INT64CONST(1000000000)
 #define LIMITER_NS_PER_US	1000
 /* Durations are clamped here (about 146 years) so stored times fit int64. */
 #define LIMITER_NS_MAX	(INT64CONST(1) << 62)
 
-bool
-ratelimit_admit(void)
+typedef struct LimiterShared
 {
-	int			limit = singleton_ops_per_second;
-	SingletonShared *s;
-	int64		now;
-	bool		admit;
+	dshash_table_handle handle;	/* set at startup */
+	pg_atomic_uint32 keys;		/* keys with state, all databases */
+	pg_atomic_uint64 last_sweep_ns; /* when a backend last swept */
+} LimiterShared;
 
-	if (likely(limit <= 0))
-		return true;
+static LimiterShared *limiter = NULL;
+static dshash_table *limiter_table = NULL;
 
-	s = singleton_shared;
-	now = (int64) singleton_now_ns();
-	/* the role's own share first, so one role cannot take the whole window */
-	if (!quota_admit(GetUserId(), now, limit))
-	{
-		pg_atomic_fetch_add_u64(&s->rate_limited_count, 1);
-		return false;
-	}
-	SpinLockAcquire(&s->rl_mutex);
-	if (s->rl_limit != limit)
-	{
-		/* the setting changed: start a fresh window of the new size */
-		s->rl_limit = limit;
-		s->rl_filled = 0;
-		s->rl_pos = 0;
-	}
-	if (s->rl_filled < limit)
-	{
-		singleton_rl_ring[s->rl_filled++] = now;
-		s->rl_pos = s->rl_filled % limit;
-		admit = true;
-	}
-	else if (now - singleton_rl_ring[s->rl_pos] > NS_PER_SEC)
-	{
-		singleton_rl_ring[s->rl_pos] = now;
-		s->rl_pos = (s->rl_pos + 1) % limit;
-		admit = true;
-	}
-	else
-		admit = false;
-	SpinLockRelease(&s->rl_mutex);
+static const dshash_parameters limiter_params = SINGLETON_TABLE_PARAMS(sizeof(LimiterEntry));
 
-	if (!admit)
-	{
-		quota_admit_refund(GetUserId(), limit);
-		pg_atomic_fetch_add_u64(&s->rate_limited_count, 1);
-	}
-	return admit;
+Size
+limiter_shmem_size(void)
+{
+	return MAXALIGN(sizeof(LimiterShared));
 }
 
+/* new_area: the area being created, or NULL if it exists already. */
 void
-ratelimit_require(const char *what)
+limiter_shmem_init(dsa_area *new_area)
 {
-	if (!ratelimit_admit())
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("singleton rate limit of %d operations per second exceeded",
-						singleton_ops_per_second),
-				 errdetail("%s was refused.", what),
-				 errhint("Retry later, or raise singleton.rate_limit.")));
+	bool		found;
+
+	limiter = ShmemInitStruct("singleton limiter", limiter_shmem_size(), &found);
+	limiter_table = NULL;
+	if (found || new_area == NULL)
+		return;
+	limiter->handle = singleton_area_create_table(new_area, &limiter_params);
+	pg_atomic_init_u32(&limiter->keys, 0);
+	pg_atomic_init_u64(&limiter->last_sweep_ns, 0);
 }
 
-/*
- * Clear the registry limiter's window and refusal count.  Never refused
- * itself: it is the way out of a saturated limiter.
- */
-Datum
-singleton_reset(PG_FUNCTION_ARGS)
+static void
+limiter_attach(void)
 {
-	SingletonShared *s;
-
-	singleton_attach();
-	s = singleton_shared;
-	SpinLockAcquire(&s->rl_mutex);
-	s->rl_filled = 0;
-	s->rl_pos = 0;
-	SpinLockRelease(&s->rl_mutex);
-	pg_atomic_write_u64(&s->rate_limited_count, 0);
-	PG_RETURN_BOOL(true);
+	if (likely(limiter_table != NULL))
+		return;
+	singleton_area_attach();
+	limiter_table = singleton_area_attach_table(&limiter_params, limiter->handle);
 }
 
 /*
@@ -133,9 +93,9 @@ singleton_reset(PG_FUNCTION_ARGS)
 static void
 limiter_release(dsa_pointer chunk, Size len, Oid creator)
 {
-	singleton_chunk_free(chunk, len, creator);
-	singleton_account_memory(creator, -(int64) LIMITER_ENTRY_OVERHEAD);
-	pg_atomic_fetch_sub_u32(&singleton_shared->limiter_keys, 1);
+	singleton_area_free(chunk, len, creator);
+	singleton_area_account(creator, -(int64) LIMITER_ENTRY_OVERHEAD);
+	pg_atomic_fetch_sub_u32(&limiter->keys, 1);
 }
 
 /* Remove a key the caller has locked (dshash_find); releases the lock. */
@@ -146,7 +106,7 @@ limiter_remove_locked(LimiterEntry *e)
 	Size		len = e->key.namelen;
 	Oid			creator = e->creator;
 
-	dshash_delete_entry(singleton_limiters, e);
+	dshash_delete_entry(limiter_table, e);
 	limiter_release(chunk, len, creator);
 }
 
@@ -172,7 +132,7 @@ limiter_remove_matching(const LimiterFilter *f)
 	bool		all = (f->full_before == 0 && !OidIsValid(f->dbid) &&
 					   !OidIsValid(f->creator));
 
-	dshash_seq_init(&status, singleton_limiters, true);
+	dshash_seq_init(&status, limiter_table, true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
 		if (all || (f->full_before != 0 && e->tat_ns <= f->full_before) ||
@@ -199,12 +159,11 @@ limiter_remove_matching(const LimiterFilter *f)
 static void
 limiter_sweep(int64 now)
 {
-	uint64		last = pg_atomic_read_u64(&singleton_shared->limiter_last_sweep_ns);
+	uint64		last = pg_atomic_read_u64(&limiter->last_sweep_ns);
 	LimiterFilter f = {.full_before = now};
 
-	if (now - (int64) last < NS_PER_SEC ||
-		!pg_atomic_compare_exchange_u64(&singleton_shared->limiter_last_sweep_ns,
-										&last, (uint64) now))
+	if (now - (int64) last < SINGLETON_NS_PER_SECOND ||
+		!pg_atomic_compare_exchange_u64(&limiter->last_sweep_ns, &last, (uint64) now))
 		return;
 	(void) limiter_remove_matching(&f);
 }
@@ -215,7 +174,14 @@ limiter_purge_database(Oid dbid)
 {
 	LimiterFilter f = {.dbid = dbid};
 
+	limiter_attach();
 	(void) limiter_remove_matching(&f);
+}
+
+uint32
+limiter_key_count(void)
+{
+	return pg_atomic_read_u32(&limiter->keys);
 }
 
 static void
@@ -301,59 +267,50 @@ gcra_step(int64 tat, int64 now, int32 max_burst, int32 count, int128 period_ns,
 	r->reset_after = ttl;
 }
 
-Datum
-singleton_rate_limit(PG_FUNCTION_ARGS)
+/* The arguments of one singleton_rate_limit call, checked. */
+typedef struct LimiterCall
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	text	   *key_t;
-	const char *name;
+	const char *key;
 	int			len;
 	int32		max_burst;
 	int32		count;
-	Interval   *period;
-	int32		quantity;
-	int128		period_us;
 	int128		period_ns;
-	int64		now;
-	SingletonKey key;
-	LimiterEntry *e;
-	dsa_pointer chunk = InvalidDsaPointer;
-	GcraResult	r;
-	Datum		values[5];
-	bool		nulls[5];
-	Oid			userid = GetUserId();
+	int32		quantity;
+} LimiterCall;
 
-	singleton_attach();
-	/* before any token is spent: fails if the caller cannot take a set */
-	InitMaterializedSRF(fcinfo, 0);
+static void
+read_limiter_call(FunctionCallInfo fcinfo, LimiterCall *c)
+{
+	text	   *key_t;
+	Interval   *period;
+	int128		period_us;
+
 	singleton_require_arg(fcinfo, 0, "key");
 	singleton_require_arg(fcinfo, 1, "max_burst");
 	singleton_require_arg(fcinfo, 2, "count_per_period");
 	singleton_require_arg(fcinfo, 3, "period");
-
 	key_t = PG_GETARG_TEXT_PP(0);
-	name = VARDATA_ANY(key_t);
-	len = VARSIZE_ANY_EXHDR(key_t);
-	check_limiter_key(len);
-	max_burst = PG_GETARG_INT32(1);
-	count = PG_GETARG_INT32(2);
+	c->key = VARDATA_ANY(key_t);
+	c->len = VARSIZE_ANY_EXHDR(key_t);
+	check_limiter_key(c->len);
+	c->max_burst = PG_GETARG_INT32(1);
+	c->count = PG_GETARG_INT32(2);
 	period = PG_GETARG_INTERVAL_P(3);
 	/* quantity is optional: NULL means its default, 1 */
-	quantity = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT32(4);
+	c->quantity = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT32(4);
 
-	if (max_burst < 0 || max_burst == PG_INT32_MAX)
+	if (c->max_burst < 0 || c->max_burst == PG_INT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_burst must be between 0 and %d", PG_INT32_MAX - 1)));
-	if (count <= 0)
+	if (c->count <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("count_per_period must be positive")));
-	if (quantity < 0)
+	if (c->quantity < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("quantity must not be negative")));
-
 	if (!SINGLETON_INTERVAL_IS_FINITE(period))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -365,42 +322,88 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("period must be positive")));
-	period_ns = Min(period_us * LIMITER_NS_PER_US, (int128) LIMITER_NS_MAX);
+	c->period_ns = Min(period_us * LIMITER_NS_PER_US, (int128) LIMITER_NS_MAX);
+}
 
-	now = (int64) singleton_now_ns();
-	limiter_sweep(now);
+/*
+ * The key's entry, locked, creating it (charged to the caller) unless the
+ * call only inspects it; NULL for an absent key that is only inspected.
+ */
+static LimiterEntry *
+find_or_create_key(const LimiterCall *c)
+{
+	Oid			userid = GetUserId();
+	SingletonKey key;
+	dsa_pointer chunk = InvalidDsaPointer;
+	LimiterEntry *e;
+	bool		found;
 
-	singleton_lookup_key(&key, MyDatabaseId, name, len);
+	singleton_lookup_key(&key, MyDatabaseId, c->key, c->len);
 	for (;;)
 	{
-		bool		found;
-
-		e = dshash_find(singleton_limiters, &key, true);
-		if (e != NULL)
-			break;
-		if (quantity == 0)
-			break;				/* inspecting an absent key: bucket is full */
-		if (!DsaPointerIsValid(chunk))
+		e = dshash_find(limiter_table, &key, true);
+		if (e != NULL || c->quantity == 0)
+			break;				/* an absent key's bucket is full */
+		if (DsaPointerIsValid(chunk))
 		{
-			quota_check(userid, len + LIMITER_ENTRY_OVERHEAD);
-			chunk = singleton_chunk_build(userid, name, len, "", 0, NULL, 0);
-			continue;
-		}
-		e = singleton_find_or_insert(singleton_limiters, &key, &found, chunk, len, userid);
-		if (!found)
-		{
-			e->key.namelen = (uint32) len;
+			e = singleton_area_find_or_insert(limiter_table, &key, &found,
+											  LIMITER_ENTRY_OVERHEAD, chunk, c->len, userid);
+			if (found)
+				break;
+			e->key.namelen = (uint32) c->len;
 			e->key.name = chunk;
 			e->tat_ns = 0;
 			e->creator = userid;
-			chunk = InvalidDsaPointer;
-			pg_atomic_fetch_add_u32(&singleton_shared->limiter_keys, 1);
-			singleton_account_memory(userid, LIMITER_ENTRY_OVERHEAD);
+			pg_atomic_fetch_add_u32(&limiter->keys, 1);
+			singleton_area_account(userid, LIMITER_ENTRY_OVERHEAD);
+			return e;
 		}
-		break;
+		/* allocate without the lock, then look again */
+		singleton_area_check_share(userid, c->len + LIMITER_ENTRY_OVERHEAD);
+		chunk = singleton_area_alloc(userid, c->len);
+		memcpy(dsa_get_address(singleton_area, chunk), c->key, c->len);
 	}
+	if (DsaPointerIsValid(chunk))
+		singleton_area_free(chunk, c->len, userid);
+	return e;
+}
 
-	gcra_step(e ? e->tat_ns : 0, now, max_burst, count, period_ns, quantity, &r);
+static void
+put_limiter_result(FunctionCallInfo fcinfo, const GcraResult *r)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[5];
+	bool		nulls[5];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = BoolGetDatum(r->allowed);
+	values[1] = Int32GetDatum(r->limit);
+	values[2] = Int32GetDatum(r->remaining);
+	if (r->retry_after < 0)
+		nulls[3] = true;
+	else
+		values[3] = IntervalPGetDatum(interval_from_ns(r->retry_after));
+	values[4] = IntervalPGetDatum(interval_from_ns(Max(r->reset_after, 0)));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+Datum
+singleton_rate_limit(PG_FUNCTION_ARGS)
+{
+	LimiterCall c;
+	LimiterEntry *e;
+	GcraResult	r;
+	int64		now;
+
+	limiter_attach();
+	/* before any token is spent: fails if the caller cannot take a set */
+	InitMaterializedSRF(fcinfo, 0);
+	read_limiter_call(fcinfo, &c);
+
+	now = (int64) singleton_now_ns();
+	limiter_sweep(now);
+	e = find_or_create_key(&c);
+	gcra_step(e ? e->tat_ns : 0, now, c.max_burst, c.count, c.period_ns, c.quantity, &r);
 	if (e != NULL)
 	{
 		if (r.allowed)
@@ -408,26 +411,13 @@ singleton_rate_limit(PG_FUNCTION_ARGS)
 		if (e->tat_ns <= now)
 			limiter_remove_locked(e);	/* a full bucket needs no state */
 		else
-			dshash_release_lock(singleton_limiters, e);
+			dshash_release_lock(limiter_table, e);
 	}
-	if (DsaPointerIsValid(chunk))
-		singleton_chunk_free(chunk, len, userid);
-
 	if (r.allowed)
 		SINGLETON_COUNT(limiter_allowed, 1);
 	else
 		SINGLETON_COUNT(limiter_refused, 1);
-
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = BoolGetDatum(r.allowed);
-	values[1] = Int32GetDatum(r.limit);
-	values[2] = Int32GetDatum(r.remaining);
-	if (r.retry_after < 0)
-		nulls[3] = true;
-	else
-		values[3] = IntervalPGetDatum(interval_from_ns(r.retry_after));
-	values[4] = IntervalPGetDatum(interval_from_ns(Max(r.reset_after, 0)));
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	put_limiter_result(fcinfo, &r);
 	return (Datum) 0;
 }
 
@@ -445,7 +435,7 @@ singleton_rate_limit_reset(PG_FUNCTION_ARGS)
 	SingletonKey key;
 	Oid			ok_creator = GetUserId();
 
-	singleton_attach();
+	limiter_attach();
 	singleton_require_arg(fcinfo, 0, "key");
 	key_t = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(key_t);
@@ -454,7 +444,7 @@ singleton_rate_limit_reset(PG_FUNCTION_ARGS)
 	singleton_lookup_key(&key, MyDatabaseId, VARDATA_ANY(key_t), len);
 	for (;;)
 	{
-		LimiterEntry *e = dshash_find(singleton_limiters, &key, true);
+		LimiterEntry *e = dshash_find(limiter_table, &key, true);
 
 		if (e == NULL)
 			PG_RETURN_BOOL(false);
@@ -463,7 +453,7 @@ singleton_rate_limit_reset(PG_FUNCTION_ARGS)
 			Oid			creator = e->creator;
 
 			/* check without the lock, then look again */
-			dshash_release_lock(singleton_limiters, e);
+			dshash_release_lock(limiter_table, e);
 			if (!has_privs_of_role(GetUserId(), creator))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -488,7 +478,7 @@ singleton_rate_limit_purge(PG_FUNCTION_ARGS)
 {
 	LimiterFilter f = {0};
 
-	singleton_attach();
+	limiter_attach();
 	if (!PG_ARGISNULL(0))
 	{
 		f.creator = PG_GETARG_OID(0);
