@@ -221,11 +221,12 @@ set_aside(const char *kind, const char *why, const char *then)
 	return true;
 }
 
-/* A bad file: kept aside, and the registry starts empty. */
-static void
+/* A bad file: kept aside, and the registry starts empty.  Returns false. */
+static bool
 quarantine(const char *why)
 {
 	(void) set_aside("bad", why, "starting with an empty registry");
+	return false;
 }
 
 static void
@@ -483,56 +484,34 @@ record_sound(const RegistryImage *rec, const char *bytes, Size avail)
  * a transaction (catalog look-ups of databases and roles), with interrupts
  * held off by the caller.
  */
-static void
-load_snapshot(void)
+/*
+ * Is the file in data sound as a whole: header, checksum, and records that
+ * add up exactly?  Quarantines it and returns false if not.
+ */
+static bool
+snapshot_sound(const char *data, Size size, SnapshotTrailer *trailer)
 {
-	Size		size = 0;
-	char	   *data;
 	SnapshotHeader hdr;
-	SnapshotTrailer trailer;
 	pg_crc32c	crc;
-	Size		pos;
+	Size		pos = sizeof(SnapshotHeader);
 	Size		end;
 	uint64		i;
-	uint64		loaded = 0;
-	uint64		skipped = 0;
-	uint64		existing = 0;
-	bool		partial = false;
 
-	data = read_file(&size);
-	if (data == NULL)
-		return;
-
-	/* check everything before trusting anything */
 	if (size < sizeof(SnapshotHeader) + sizeof(SnapshotTrailer))
-	{
-		quarantine("truncated");
-		return;
-	}
+		return quarantine("truncated");
 	memcpy(&hdr, data, sizeof(hdr));
 	if (hdr.magic != SNAPSHOT_MAGIC)
-	{
-		quarantine("not a singleton snapshot");
-		return;
-	}
+		return quarantine("not a singleton snapshot");
 	if (hdr.version != SNAPSHOT_VERSION)
-	{
-		quarantine("of an unsupported format version");
-		return;
-	}
-	memcpy(&trailer, data + size - sizeof(SnapshotTrailer), sizeof(trailer));
+		return quarantine("of an unsupported format version");
+	memcpy(trailer, data + size - sizeof(SnapshotTrailer), sizeof(*trailer));
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, data, size - sizeof(SnapshotTrailer) + TRAILER_CRC_OFFSET);
 	FIN_CRC32C(crc);
-	if (!EQ_CRC32C(crc, trailer.crc))
-	{
-		quarantine("corrupt (checksum mismatch)");
-		return;
-	}
+	if (!EQ_CRC32C(crc, trailer->crc))
+		return quarantine("corrupt (checksum mismatch)");
 	end = size - sizeof(SnapshotTrailer);
-	/* the record structure must add up exactly */
-	pos = sizeof(SnapshotHeader);
-	for (i = 0; i < trailer.count; i++)
+	for (i = 0; i < trailer->count; i++)
 	{
 		RegistryImage rec;
 
@@ -543,71 +522,102 @@ load_snapshot(void)
 			break;
 		pos += sizeof(rec) + (Size) rec.namelen + rec.typelen + rec.valuelen;
 	}
-	if (i != trailer.count || pos != end)
+	if (i != trailer->count || pos != end)
 	{
 		ereport(LOG,
 				(errmsg("singleton snapshot record " UINT64_FORMAT " is not sound", i + 1)));
-		quarantine("inconsistent");
-		return;
+		return quarantine("inconsistent");
 	}
+	return true;
+}
 
-	pos = sizeof(SnapshotHeader);
+/* What restoring the records did. */
+typedef struct LoadCounts
+{
+	uint64		loaded;
+	uint64		skipped;		/* database or owner gone */
+	uint64		existing;		/* set since startup: kept */
+	bool		partial;		/* the registry filled up */
+} LoadCounts;
+
+/*
+ * Restore one record.  A full registry (or no shared memory left to grow
+ * it) keeps what fitted: returns false.  Anything else is not a reason to
+ * open the registry half loaded: the error goes up and the load is retried.
+ */
+static bool
+restore_record(const RegistryImage *rec, const char *bytes, LoadCounts *counts)
+{
+	if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(rec->dbid)) ||
+		!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(rec->owner)))
+	{
+		counts->skipped++;
+		return true;
+	}
+	PG_TRY();
+	{
+		if (registry_restore_image(rec, bytes))
+			counts->loaded++;
+		else
+			counts->existing++;
+	}
+	PG_CATCH();
+	{
+		int			code = geterrcode();
+
+		if (code != ERRCODE_OUT_OF_MEMORY && code != ERRCODE_DISK_FULL)
+			PG_RE_THROW();
+		EmitErrorReport();
+		FlushErrorState();
+		/* the ERROR dropped the caller's interrupt holdoff: restore it */
+		HOLD_INTERRUPTS();
+		counts->partial = true;
+	}
+	PG_END_TRY();
+	return !counts->partial;
+}
+
+static void
+load_snapshot(void)
+{
+	Size		size = 0;
+	char	   *data;
+	SnapshotTrailer trailer;
+	Size		pos = sizeof(SnapshotHeader);
+	uint64		i;
+	LoadCounts	counts = {0};
+
+	data = read_file(&size);
+	if (data == NULL)
+		return;
+	/* check everything before trusting anything */
+	if (!snapshot_sound(data, size, &trailer))
+		return;
 	for (i = 0; i < trailer.count; i++)
 	{
 		RegistryImage rec;
-		const char *bytes;
 
 		memcpy(&rec, data + pos, sizeof(rec));
-		bytes = data + pos + sizeof(rec);
-		pos += sizeof(rec) + (Size) rec.namelen + rec.typelen + rec.valuelen;
-
-		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(rec.dbid)) ||
-			!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(rec.owner)))
+		if (!restore_record(&rec, data + pos + sizeof(rec), &counts))
 		{
-			skipped++;
-			continue;
-		}
-		PG_TRY();
-		{
-			if (registry_restore_image(&rec, bytes))
-				loaded++;
-			else
-				existing++;
-		}
-		PG_CATCH();
-		{
-			int			code = geterrcode();
-
-			/*
-			 * A full registry (or no shared memory left to grow it) keeps
-			 * what fitted.  Anything else is not a reason to open the
-			 * registry half loaded: the caller retries the whole load.
-			 */
-			if (code != ERRCODE_OUT_OF_MEMORY && code != ERRCODE_DISK_FULL)
-				PG_RE_THROW();
-			EmitErrorReport();
-			FlushErrorState();
-			/* the ERROR dropped the caller's interrupt holdoff: restore it */
-			HOLD_INTERRUPTS();
 			ereport(WARNING,
 					(errmsg("singleton snapshot only partly loaded: " UINT64_FORMAT " of " UINT64_FORMAT " entries",
-							loaded, trailer.count)));
-			partial = true;
+							counts.loaded, trailer.count)));
 			break;
 		}
-		PG_END_TRY();
+		pos += sizeof(rec) + (Size) rec.namelen + rec.typelen + rec.valuelen;
 	}
 	ereport(LOG,
-			(errmsg("singleton loaded " UINT64_FORMAT " entries from \"%s\"", loaded, SNAPSHOT_FILE)));
-	if (skipped > 0)
+			(errmsg("singleton loaded " UINT64_FORMAT " entries from \"%s\"", counts.loaded, SNAPSHOT_FILE)));
+	if (counts.skipped > 0)
 		ereport(LOG,
 				(errmsg("singleton skipped " UINT64_FORMAT " snapshot entries whose database or owner role no longer exists",
-						skipped)));
-	if (existing > 0)
+						counts.skipped)));
+	if (counts.existing > 0)
 		ereport(LOG,
 				(errmsg("singleton kept " UINT64_FORMAT " entries set since startup over their snapshot copies",
-						existing)));
-	if (partial)
+						counts.existing)));
+	if (counts.partial)
 		keep_unloaded_file("only partly loaded");
 	pfree(data);
 }
@@ -630,42 +640,22 @@ write_all(int fd, const void *buf, Size len, pg_crc32c *crc)
  * Write a snapshot of every ready entry.  Failures are a WARNING and are
  * remembered for singleton_health(); they never raise an ERROR.
  */
-static void
-write_snapshot(void)
+/*
+ * Write the records of every ready entry (an image, then its name, type and
+ * value bytes), adding them to crc; counts records and bytes.  False on a
+ * write error (errno set).
+ */
+static bool
+write_records(int fd, pg_crc32c *crc, uint64 *count, uint64 *bytes)
 {
 	EntrySnapshot *keys;
 	int			n;
 	int			i;
-	int			fd;
-	SnapshotHeader hdr;
-	SnapshotTrailer trailer;
-	pg_crc32c	crc;
-	char	   *buf;
 	Size		bufsize = 1024;
-	uint64		bytes = sizeof(SnapshotHeader) + sizeof(SnapshotTrailer);
-	MemoryContext cxt;
-	MemoryContext old;
-
-	if (!preserve_unloaded_file())
-		return;
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "singleton snapshot", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
+	char	   *buf = palloc(bufsize);
 
 	keys = registry_snapshot(InvalidOid, &n);
-	buf = palloc(bufsize);
-
-	fd = OpenTransientFile(SNAPSHOT_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0)
-		goto fail;
-
-	INIT_CRC32C(crc);
-	hdr.magic = SNAPSHOT_MAGIC;
-	hdr.version = SNAPSHOT_VERSION;
-	if (!write_all(fd, &hdr, sizeof(hdr), &crc))
-		goto fail_close;
-
-	trailer.count = 0;
+	*count = 0;
 	for (i = 0; i < n; i++)
 	{
 		RegistryImage rec;
@@ -677,12 +667,43 @@ write_snapshot(void)
 								 &rec, &buf, &bufsize))
 			continue;			/* deleted meanwhile */
 		len = (Size) rec.namelen + rec.typelen + rec.valuelen;
-		if (!write_all(fd, &rec, sizeof(rec), &crc) ||
-			!write_all(fd, buf, len, &crc))
-			goto fail_close;
-		trailer.count++;
-		bytes += sizeof(rec) + len;
+		if (!write_all(fd, &rec, sizeof(rec), crc) || !write_all(fd, buf, len, crc))
+			return false;
+		(*count)++;
+		*bytes += sizeof(rec) + len;
 	}
+	return true;
+}
+
+static void
+write_snapshot(void)
+{
+	int			fd;
+	SnapshotHeader hdr;
+	SnapshotTrailer trailer;
+	pg_crc32c	crc;
+	uint64		bytes = sizeof(SnapshotHeader) + sizeof(SnapshotTrailer);
+	MemoryContext cxt;
+	MemoryContext old;
+
+	if (!preserve_unloaded_file())
+		return;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "singleton snapshot", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+
+	fd = OpenTransientFile(SNAPSHOT_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		goto fail;
+
+	INIT_CRC32C(crc);
+	hdr.magic = SNAPSHOT_MAGIC;
+	hdr.version = SNAPSHOT_VERSION;
+	if (!write_all(fd, &hdr, sizeof(hdr), &crc))
+		goto fail_close;
+
+	if (!write_records(fd, &crc, &trailer.count, &bytes))
+		goto fail_close;
 	COMP_CRC32C(crc, &trailer.count, sizeof(trailer.count));
 	FIN_CRC32C(crc);
 	trailer.crc = crc;

@@ -820,153 +820,197 @@ error_out_of_range(const char *name, int len)
 					len, name)));
 }
 
+/* One singleton_incr call, across the retries of its loop. */
+typedef struct IncrCall
+{
+	const char *name;
+	int			len;
+	int64		delta;
+	Oid			userid;
+	Oid			ok_owner;		/* owner whose privileges were checked */
+	dsa_pointer chunk;			/* counter chunk built for a new entry */
+	Size		chunk_size;
+	char	   *buf;			/* copy of a jsonb value */
+	Size		bufsize;
+} IncrCall;
+
+/*
+ * The name is absent: create the counter with the value delta.  The chunk
+ * is built first, without the lock; false means "look again" (the chunk
+ * was just built, or another creator won the race).
+ */
+static bool
+incr_create(IncrCall *c, SingletonKey *key, int64 *result)
+{
+	RegistryEntry *e;
+	bool		found;
+
+	if (!DsaPointerIsValid(c->chunk))
+	{
+		singleton_area_check_share(c->userid, c->chunk_size + REGISTRY_ENTRY_OVERHEAD);
+		c->chunk = chunk_build(c->userid, c->name, c->len, REGISTRY_COUNTER_TYPE,
+							   strlen(REGISTRY_COUNTER_TYPE), NULL, 0);
+		return false;
+	}
+	/* singleton_incr's PG_CATCH frees the chunk, so do not hand it over */
+	e = find_or_insert(key, &found, InvalidDsaPointer, 0, c->userid);
+	if (found)
+	{
+		/* lost a race with another creator: add to theirs */
+		dshash_release_lock(registry_table, e);
+		return false;
+	}
+	init_new_entry(e, c->len, c->userid, GetCurrentTimestamp());
+	fill_ready(e, c->chunk, strlen(REGISTRY_COUNTER_TYPE), VALUE_INT, c->delta, 0, false,
+			   e->created_at);
+	dshash_release_lock(registry_table, e);
+	c->chunk = InvalidDsaPointer;
+	*result = c->delta;
+	return true;
+}
+
+/* Store an integer into a locked entry and release it. */
+static void
+incr_store(RegistryEntry *e, int64 value)
+{
+	e->kind = VALUE_INT;
+	e->ival = value;
+	e->updated_at = GetCurrentTimestamp();
+	e->generation = next_generation();
+	dshash_release_lock(registry_table, e);
+}
+
+/*
+ * A locked entry holding a jsonb value: copy it out, check it is an integer
+ * without the lock, then store the sum only if nobody wrote in between.
+ * Releases the lock; false means "look again".
+ */
+static bool
+incr_jsonb(IncrCall *c, SingletonKey *key, RegistryEntry *e, int64 *result)
+{
+	uint64		gen;
+	int64		current;
+	bool		oor;
+
+	if (e->valuelen > c->bufsize)
+	{
+		c->bufsize = e->valuelen;
+		dshash_release_lock(registry_table, e);
+		pfree(c->buf);
+		c->buf = palloc(c->bufsize);
+		return false;
+	}
+	gen = e->generation;
+	memcpy(c->buf, entry_chunk(e) + c->len + e->typelen, e->valuelen);
+	dshash_release_lock(registry_table, e);
+
+	if (!jsonb_as_int64((Jsonb *) c->buf, false, &current, &oor))
+	{
+		if (oor)
+			error_out_of_range(c->name, c->len);
+		error_not_integer(c->name, c->len);
+	}
+	if (pg_add_s64_overflow(current, c->delta, result))
+		error_out_of_range(c->name, c->len);
+
+	e = dshash_find(registry_table, key, true);
+	if (e == NULL)
+		return false;
+	if (e->generation != gen || e->kind != VALUE_JSONB)
+	{
+		dshash_release_lock(registry_table, e);
+		return false;
+	}
+	/* the old jsonb bytes stay in the chunk until the next set */
+	incr_store(e, *result);
+	return true;
+}
+
+/* The increment itself: a loop until one attempt succeeds or errors. */
+static int64
+incr_entry(IncrCall *c)
+{
+	SingletonKey key;
+	int64		result = 0;
+
+	singleton_lookup_key(&key, MyDatabaseId, c->name, c->len);
+	for (;;)
+	{
+		RegistryEntry *e = dshash_find(registry_table, &key, true);
+
+		if (e == NULL)
+		{
+			if (incr_create(c, &key, &result))
+				return result;
+			continue;
+		}
+		if (e->owner != c->ok_owner)
+		{
+			Oid			owner = e->owner;
+
+			dshash_release_lock(registry_table, e);
+			require_privs_of(owner, c->name, c->len);
+			c->ok_owner = owner;
+			continue;
+		}
+		if (e->state == ENTRY_INITIALIZING)
+		{
+			dshash_release_lock(registry_table, e);
+			error_initializing(c->name, c->len);
+		}
+		if (e->kind == VALUE_INT)
+		{
+			if (pg_add_s64_overflow(e->ival, c->delta, &result))
+			{
+				dshash_release_lock(registry_table, e);
+				error_out_of_range(c->name, c->len);
+			}
+			incr_store(e, result);
+			return result;
+		}
+		if (incr_jsonb(c, &key, e, &result))
+			return result;
+	}
+}
+
 Datum
 singleton_incr(PG_FUNCTION_ARGS)
 {
 	text	   *name;
-	int64		delta;
-	const char *str;
-	int			len;
-	SingletonKey key;
-	Oid			userid = GetUserId();
-	Oid			ok_owner = userid;
-	volatile dsa_pointer chunk = InvalidDsaPointer;
-	Size		chunk_size;
-	Size		bufsize = READ_BUFFER_INITIAL;
-	char	   *buf = NULL;
-	int64		result = 0;
+	IncrCall	c;
+	int64		result;
 
 	registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
+	c.name = VARDATA_ANY(name);
+	c.len = VARSIZE_ANY_EXHDR(name);
 	/* delta is optional: NULL means its default, 1 */
-	delta = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
-	str = VARDATA_ANY(name);
-	len = VARSIZE_ANY_EXHDR(name);
-	chunk_size = (Size) len + strlen(REGISTRY_COUNTER_TYPE);
-	singleton_check_name(str, len);
+	c.delta = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
+	c.userid = GetUserId();
+	c.ok_owner = c.userid;
+	c.chunk = InvalidDsaPointer;
+	c.chunk_size = (Size) c.len + strlen(REGISTRY_COUNTER_TYPE);
+	c.bufsize = READ_BUFFER_INITIAL;
+	c.buf = palloc(c.bufsize);
+	singleton_check_name(c.name, c.len);
 	admission_require("singleton_incr");
-
-	singleton_lookup_key(&key, MyDatabaseId, str, len);
 
 	/* a counter chunk built for a new entry must not leak on any error */
 	PG_TRY();
 	{
-		for (;;)
-		{
-			RegistryEntry *e;
-			bool		found;
-			uint64		gen;
-			int64		current;
-			bool		oor;
-
-			if (buf == NULL)
-				buf = palloc(bufsize);
-
-			e = dshash_find(registry_table, &key, true);
-			if (e == NULL)
-			{
-				if (!DsaPointerIsValid(chunk))
-				{
-					singleton_area_check_share(userid, chunk_size + REGISTRY_ENTRY_OVERHEAD);
-					chunk = chunk_build(userid, str, len, REGISTRY_COUNTER_TYPE, strlen(REGISTRY_COUNTER_TYPE), NULL, 0);
-					continue;
-				}
-				/* our PG_CATCH frees the chunk, so do not hand it over */
-				e = find_or_insert(&key, &found, InvalidDsaPointer, 0, userid);
-				if (found)
-				{
-					/* lost a race with another creator: add to theirs */
-					dshash_release_lock(registry_table, e);
-					continue;
-				}
-				init_new_entry(e, len, userid, GetCurrentTimestamp());
-				fill_ready(e, chunk, strlen(REGISTRY_COUNTER_TYPE), VALUE_INT, delta, 0, false,
-						   e->created_at);
-				dshash_release_lock(registry_table, e);
-				chunk = InvalidDsaPointer;
-				result = delta;
-				break;
-			}
-			if (e->owner != ok_owner)
-			{
-				Oid			owner = e->owner;
-
-				dshash_release_lock(registry_table, e);
-				require_privs_of(owner, str, len);
-				ok_owner = owner;
-				continue;
-			}
-			if (e->state == ENTRY_INITIALIZING)
-			{
-				dshash_release_lock(registry_table, e);
-				error_initializing(str, len);
-			}
-			if (e->kind == VALUE_INT)
-			{
-				if (pg_add_s64_overflow(e->ival, delta, &result))
-				{
-					dshash_release_lock(registry_table, e);
-					error_out_of_range(str, len);
-				}
-				e->ival = result;
-				e->updated_at = GetCurrentTimestamp();
-				e->generation = next_generation();
-				dshash_release_lock(registry_table, e);
-				break;
-			}
-
-			/*
-			 * A jsonb value: copy it out, check it is an integer without the
-			 * lock, then store the sum only if nobody wrote in between.
-			 */
-			if (e->valuelen > bufsize)
-			{
-				bufsize = e->valuelen;
-				dshash_release_lock(registry_table, e);
-				pfree(buf);
-				buf = NULL;
-				continue;
-			}
-			gen = e->generation;
-			memcpy(buf, entry_chunk(e) + len + e->typelen, e->valuelen);
-			dshash_release_lock(registry_table, e);
-
-			if (!jsonb_as_int64((Jsonb *) buf, false, &current, &oor))
-			{
-				if (oor)
-					error_out_of_range(str, len);
-				error_not_integer(str, len);
-			}
-			if (pg_add_s64_overflow(current, delta, &result))
-				error_out_of_range(str, len);
-
-			e = dshash_find(registry_table, &key, true);
-			if (e == NULL)
-				continue;
-			if (e->generation == gen && e->kind == VALUE_JSONB)
-			{
-				/* the old jsonb bytes stay in the chunk until the next set */
-				e->kind = VALUE_INT;
-				e->ival = result;
-				e->updated_at = GetCurrentTimestamp();
-				e->generation = next_generation();
-				dshash_release_lock(registry_table, e);
-				break;
-			}
-			dshash_release_lock(registry_table, e);
-		}
+		result = incr_entry(&c);
 	}
 	PG_CATCH();
 	{
-		if (DsaPointerIsValid(chunk))
-			singleton_area_free(chunk, chunk_size, userid);
+		if (DsaPointerIsValid(c.chunk))
+			singleton_area_free(c.chunk, c.chunk_size, c.userid);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	if (DsaPointerIsValid(chunk))
-		singleton_area_free(chunk, chunk_size, userid);
+	if (DsaPointerIsValid(c.chunk))
+		singleton_area_free(c.chunk, c.chunk_size, c.userid);
 	SINGLETON_COUNT(incrs, 1);
 	PG_RETURN_INT64(result);
 }

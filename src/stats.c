@@ -139,6 +139,63 @@ finish_json(StringInfo buf)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
 }
 
+/* The per-name maps of singleton_stats(), over sorted snapshots. */
+static void
+append_entry_maps(StringInfo buf, EntrySnapshot *snap, int n, OwnerPrivCache *cache,
+				  bool *first)
+{
+	int			i;
+	bool		inner;
+
+	append_key(buf, "singleton_names", first);
+	appendStringInfoChar(buf, '[');
+	for (i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, snap[i].name);
+	}
+	appendStringInfoChar(buf, ']');
+
+	append_key(buf, "singleton_types", first);
+	appendStringInfoChar(buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+	{
+		append_key(buf, snap[i].name, &inner);
+		if (snap[i].state == ENTRY_READY)
+			escape_json(buf, snap[i].type);
+		else
+			appendStringInfoString(buf, "null");
+	}
+	appendStringInfoChar(buf, '}');
+
+	append_key(buf, "creation_times", first);
+	appendStringInfoChar(buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+	{
+		append_key(buf, snap[i].name, &inner);
+		appendStringInfo(buf, "%.6f", epoch_seconds(snap[i].created_at));
+	}
+	appendStringInfoChar(buf, '}');
+
+	append_key(buf, "access_counts", first);
+	appendStringInfoChar(buf, '{');
+	inner = true;
+	for (i = 0; i < n; i++)
+	{
+		if (registry_hides_usage(&snap[i], cache))
+		{
+			append_key(buf, snap[i].name, &inner);
+			appendStringInfoString(buf, "null");
+		}
+		else
+			append_u64(buf, snap[i].name, snap[i].access_count, &inner);
+	}
+	appendStringInfoChar(buf, '}');
+}
+
 Datum
 singleton_stats(PG_FUNCTION_ARGS)
 {
@@ -165,53 +222,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, '{');
 	append_u64(&buf, "total_singletons", n, &first);
 
-	append_key(&buf, "singleton_names", &first);
-	appendStringInfoChar(&buf, '[');
-	for (i = 0; i < n; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, snap[i].name);
-	}
-	appendStringInfoChar(&buf, ']');
-
-	append_key(&buf, "singleton_types", &first);
-	appendStringInfoChar(&buf, '{');
-	inner = true;
-	for (i = 0; i < n; i++)
-	{
-		append_key(&buf, snap[i].name, &inner);
-		if (snap[i].state == ENTRY_READY)
-			escape_json(&buf, snap[i].type);
-		else
-			appendStringInfoString(&buf, "null");
-	}
-	appendStringInfoChar(&buf, '}');
-
-	append_key(&buf, "creation_times", &first);
-	appendStringInfoChar(&buf, '{');
-	inner = true;
-	for (i = 0; i < n; i++)
-	{
-		append_key(&buf, snap[i].name, &inner);
-		appendStringInfo(&buf, "%.6f", epoch_seconds(snap[i].created_at));
-	}
-	appendStringInfoChar(&buf, '}');
-
-	append_key(&buf, "access_counts", &first);
-	appendStringInfoChar(&buf, '{');
-	inner = true;
-	for (i = 0; i < n; i++)
-	{
-		if (registry_hides_usage(&snap[i], &cache))
-		{
-			append_key(&buf, snap[i].name, &inner);
-			appendStringInfoString(&buf, "null");
-		}
-		else
-			append_u64(&buf, snap[i].name, snap[i].access_count, &inner);
-	}
-	appendStringInfoChar(&buf, '}');
+	append_entry_maps(&buf, snap, n, &cache, &first);
 
 	append_u64(&buf, "estimated_memory_bytes", bytes, &first);
 	append_key(&buf, "estimated_memory_kb", &first);
