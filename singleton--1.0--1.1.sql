@@ -110,6 +110,82 @@ ALTER TABLE @extschema@.singleton_job ADD COLUMN disabled_reason text;
 ALTER TABLE @extschema@.singleton_job DROP CONSTRAINT singleton_job_name_key;
 ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_key UNIQUE (owner, name);
 
+-- One guard trigger function per table, with the checks and bookkeeping of
+-- 1.0's _singleton_job_guard (which branched on the table's name).  Row-
+-- level security does not bind roles with BYPASSRLS, and a job runs as its
+-- owner: so every write by a non-superuser is also checked here, and the
+-- bookkeeping columns are set here rather than by the writer.
+CREATE FUNCTION @extschema@._singleton_job_guard_job()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    is_super boolean;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := pg_catalog.now();
+    END IF;
+    SELECT rolsuper INTO is_super FROM pg_catalog.pg_roles
+     WHERE oid = current_user::pg_catalog.regrole;
+    IF is_super THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    IF TG_OP <> 'INSERT' AND NOT pg_catalog.pg_has_role(OLD.owner::pg_catalog.oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for job %', OLD.id USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.owner <> current_user::pg_catalog.regrole
+       AND NOT (TG_OP = 'UPDATE' AND NEW.owner = OLD.owner) THEN
+        RAISE EXCEPTION 'permission denied for job %', NEW.id USING ERRCODE = '42501';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+COMMENT ON FUNCTION @extschema@._singleton_job_guard_job() IS
+'internal: ownership and bookkeeping checks on singleton_job, also for BYPASSRLS roles';
+
+-- users may queue runs and cancel them, nothing else
+CREATE FUNCTION @extschema@._singleton_job_guard_run()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_owner pg_catalog.regrole;
+    is_super boolean;
+BEGIN
+    SELECT rolsuper INTO is_super FROM pg_catalog.pg_roles
+     WHERE oid = current_user::pg_catalog.regrole;
+    IF is_super THEN
+        RETURN NEW;
+    END IF;
+    SELECT owner INTO job_owner FROM @extschema@.singleton_job
+     WHERE id = CASE WHEN TG_OP = 'INSERT' THEN NEW.job_id ELSE OLD.job_id END;
+    IF job_owner IS NULL OR NOT pg_catalog.pg_has_role(job_owner::pg_catalog.oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for job %', NEW.job_id USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'queued' OR NEW.attempt <> 1 THEN
+            RAISE EXCEPTION 'a new run must be queued as attempt 1' USING ERRCODE = '42501';
+        END IF;
+    ELSE
+        IF NEW.status <> 'cancelled' OR OLD.status NOT IN ('queued', 'running') THEN
+            RAISE EXCEPTION 'a run may only be cancelled while queued or running' USING ERRCODE = '42501';
+        END IF;
+        NEW.finished_at := pg_catalog.clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION @extschema@._singleton_job_guard_run() IS
+'internal: ownership and bookkeeping checks on singleton_job_run, also for BYPASSRLS roles';
+
+DROP TRIGGER singleton_job_guard ON @extschema@.singleton_job;
+CREATE TRIGGER singleton_job_guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.singleton_job
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._singleton_job_guard_job();
+DROP TRIGGER singleton_job_run_guard ON @extschema@.singleton_job_run;
+CREATE TRIGGER singleton_job_run_guard BEFORE INSERT OR UPDATE ON @extschema@.singleton_job_run
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._singleton_job_guard_run();
+DROP FUNCTION @extschema@._singleton_job_guard();
+
 -- Dispatch takes the oldest queued run of each enabled job and counts the
 -- running ones: with these its cost does not grow with the queue.
 CREATE INDEX singleton_job_run_queued ON @extschema@.singleton_job_run (job_id, id)
