@@ -110,6 +110,11 @@ ALTER TABLE @extschema@.singleton_job ADD COLUMN disabled_reason text;
 ALTER TABLE @extschema@.singleton_job DROP CONSTRAINT singleton_job_name_key;
 ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_key UNIQUE (owner, name);
 
+-- The settings of a job are validated in one place, the C functions behind
+-- _singleton_job_insert and _singleton_job_modify; the table's CHECK
+-- constraints of 1.0 stay only as a backstop for superusers' direct writes.
+DROP FUNCTION @extschema@._singleton_job_check(text, interval, integer);
+
 -- One guard trigger function per table, with the checks and bookkeeping of
 -- 1.0's _singleton_job_guard (which branched on the table's name).  Row-
 -- level security does not bind roles with BYPASSRLS, and a job runs as its
@@ -246,17 +251,9 @@ DECLARE
     new_id bigint;
 BEGIN
     PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $2 IS NULL THEN
-        RAISE EXCEPTION 'job command must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $1 = '' THEN
-        RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = '22023';
-    END IF;
-    -- max_attempts is optional: NULL means its default
-    PERFORM @extschema@._singleton_job_check($2, $3, coalesce($4, 1));
+    -- _singleton_job_insert checks the arguments (22004 for a NULL name or
+    -- command) and the settings; max_attempts is optional: NULL means its
+    -- default
     BEGIN
         new_id := @extschema@._singleton_job_insert($1, $2, $3, coalesce($4, 1));
     EXCEPTION WHEN unique_violation THEN
@@ -310,10 +307,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
-    END IF;
-    PERFORM @extschema@._singleton_job_check($2, $3, $4);
+    -- checks the arguments (22004 for a NULL job) and the settings
     PERFORM @extschema@._singleton_job_modify($1, $2, $3, $4, $5);
     RETURN @extschema@.singleton_job_get($1);
 END $$;

@@ -200,22 +200,109 @@ interval_ms(Interval *i)
 }
 
 /*
+ * A job's settings as _singleton_job_insert or _singleton_job_modify got
+ * them.  NULL (or has_max_attempts false) means not given: unchanged, or
+ * for a new job's timeout, none.
+ */
+typedef struct JobSettings
+{
+	text	   *name;
+	text	   *command;
+	Interval   *timeout;
+	bool		has_max_attempts;
+	int32		max_attempts;
+	Oid			new_owner;		/* a new job's owner; InvalidOid if changing */
+} JobSettings;
+
+/* The settings of one call, from its arguments from argno on. */
+static void
+job_settings_from_args(FunctionCallInfo fcinfo, int argno, bool has_name, JobSettings *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (has_name)
+		s->name = PG_GETARG_TEXT_PP(argno++);
+	if (!PG_ARGISNULL(argno))
+		s->command = PG_GETARG_TEXT_PP(argno);
+	argno++;
+	if (!PG_ARGISNULL(argno))
+		s->timeout = PG_GETARG_INTERVAL_P(argno);
+	argno++;
+	s->has_max_attempts = !PG_ARGISNULL(argno);
+	if (s->has_max_attempts)
+		s->max_attempts = PG_GETARG_INT32(argno);
+}
+
+/* Is the text empty or only spaces (as btrim(t) = '' in SQL)? */
+static bool
+text_is_blank(text *t)
+{
+	const char *p = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	int			i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != ' ')
+			return false;
+	return true;
+}
+
+static int
+interval_compare(Interval *a, Interval *b)
+{
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(a),
+											 IntervalPGetDatum(b)));
+}
+
+/*
+ * The statement timer counts whole milliseconds in an int: a job's timeout
+ * is between 1 millisecond and 24 days.
+ */
+#define JOB_TIMEOUT_MIN_USECS	(USECS_PER_SEC / 1000)
+#define JOB_TIMEOUT_MAX_DAYS	24
+
+static int
+timeout_detail(Interval *timeout)
+{
+	return errdetail("The timeout given was %s.",
+					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(timeout))));
+}
+
+static void
+check_job_timeout(Interval *timeout)
+{
+	Interval	zero = {0};
+	Interval	min = {.time = JOB_TIMEOUT_MIN_USECS};
+	Interval	max = {.day = JOB_TIMEOUT_MAX_DAYS};
+
+	if (interval_compare(timeout, &zero) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job timeout must be positive"),
+				 timeout_detail(timeout)));
+	if (interval_compare(timeout, &min) < 0 || interval_compare(timeout, &max) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job timeout must be between 1 millisecond and 24 days"),
+				 timeout_detail(timeout)));
+}
+
+/*
  * The administrator's caps on a job's attempts and timeout; superusers'
- * jobs are exempt.  max_attempts < 0 and timeout NULL mean "not changed".
+ * jobs are exempt.
  */
 static void
-check_job_caps(Oid owner, int32 max_attempts, Interval *timeout)
+check_job_caps(Oid owner, const JobSettings *s)
 {
 	if (superuser_arg(owner))
 		return;
-	if (max_attempts > singleton_job_max_attempts)
+	if (s->has_max_attempts && s->max_attempts > singleton_job_max_attempts)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be at most %d", singleton_job_max_attempts),
-				 errdetail("The value given was %d.", max_attempts),
+				 errdetail("The value given was %d.", s->max_attempts),
 				 errhint("An administrator sets the cap with singleton.job_max_attempts.")));
-	if (timeout != NULL && singleton_job_max_timeout > 0 &&
-		interval_ms(timeout) > (double) singleton_job_max_timeout)
+	if (s->timeout != NULL && singleton_job_max_timeout > 0 &&
+		interval_ms(s->timeout) > (double) singleton_job_max_timeout)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job timeout must be at most %d ms", singleton_job_max_timeout),
@@ -233,6 +320,52 @@ require_runnable_owner(Oid role)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s, so jobs cannot run as it", problem.message),
 				 errhint("Create the job as a role that can log in and connect to this database.")));
+}
+
+/*
+ * The one validation of a job's settings (the table's CHECK constraints
+ * are only a backstop for superusers' direct writes): what was given must
+ * be valid, a new job's owner must be able to run it, and the
+ * administrator's caps apply for the job's owner, if it is known (a job
+ * the caller may not manage is reported absent afterwards).
+ */
+static void
+check_job_settings(const JobSettings *s, Oid owner)
+{
+	if (s->name != NULL && VARSIZE_ANY_EXHDR(s->name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job name must not be empty")));
+	if (s->command != NULL && text_is_blank(s->command))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job command must not be empty")));
+	if (s->timeout != NULL)
+		check_job_timeout(s->timeout);
+	if (s->has_max_attempts && s->max_attempts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at least 1")));
+	if (OidIsValid(s->new_owner))
+		require_runnable_owner(s->new_owner);
+	if (OidIsValid(owner))
+		check_job_caps(owner, s);
+}
+
+/* Job functions work only in singleton.database, where the worker runs. */
+static void
+require_job_database(void)
+{
+	char	   *dbname;
+
+	singleton_require_loaded();
+	dbname = get_database_name(MyDatabaseId);
+	if (strcmp(dbname, singleton_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("singleton jobs run in database \"%s\", not in \"%s\"",
+						singleton_database, dbname),
+				 errhint("Connect to the database named by singleton.database, or change that setting and restart the server.")));
 }
 
 /* The extension's schema, or an error; needs a transaction. */
@@ -319,13 +452,15 @@ singleton_job_insert(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		id;
+	JobSettings settings;
 
 	singleton_require_loaded();
 	singleton_require_arg(fcinfo, 0, "job name");
 	singleton_require_arg(fcinfo, 1, "job command");
 	singleton_require_arg(fcinfo, 3, "max_attempts");
-	require_runnable_owner(me);
-	check_job_caps(me, PG_GETARG_INT32(3), PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+	job_settings_from_args(fcinfo, 0, true, &settings);
+	settings.new_owner = me;
+	check_job_settings(&settings, me);
 
 	schema = require_schema();
 	values[0] = PG_GETARG_DATUM(0);
@@ -365,17 +500,18 @@ singleton_job_modify(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			i;
+	JobSettings settings;
 
 	singleton_require_loaded();
 	singleton_require_arg(fcinfo, 0, "job");
 	job = PG_GETARG_INT64(0);
+	job_settings_from_args(fcinfo, 1, false, &settings);
 	schema = require_schema();
 	SPI_connect();
 	owner = owned_job(schema, job, NULL, NULL);
+	check_job_settings(&settings, owner);
 	if (!OidIsValid(owner))
 		job_not_found(job);
-	check_job_caps(owner, PG_ARGISNULL(3) ? -1 : PG_GETARG_INT32(3),
-				   PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
 	for (i = 0; i < 5; i++)
 	{
 		if (PG_ARGISNULL(i))
@@ -576,16 +712,7 @@ singleton_worker_wake(PG_FUNCTION_ARGS)
 Datum
 singleton_job_database_check(PG_FUNCTION_ARGS)
 {
-	char	   *dbname;
-
-	singleton_require_loaded();
-	dbname = get_database_name(MyDatabaseId);
-	if (strcmp(dbname, singleton_database) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("singleton jobs run in database \"%s\", not in \"%s\"",
-						singleton_database, dbname),
-				 errhint("Connect to the database named by singleton.database, or change that setting and restart the server.")));
+	require_job_database();
 	PG_RETURN_VOID();
 }
 
