@@ -59,7 +59,7 @@ END $$;
 
 -- singleton_job_update and singleton_job_wait already follow the rule: a
 -- NULL job or run raises 22004, and their optional arguments default to NULL
--- ("leave as it is", "no timeout").
+-- ("leave as it is", "no timeout"); both are replaced further down.
 
 --
 -- Per-key limiter state that can be given back: one key by the role that
@@ -114,6 +114,32 @@ ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_ke
 -- _singleton_job_insert and _singleton_job_modify; the table's CHECK
 -- constraints of 1.0 stay only as a backstop for superusers' direct writes.
 DROP FUNCTION @extschema@._singleton_job_check(text, interval, integer);
+
+-- A run's status is one type, shared with the C code (SingletonRunStatus in
+-- src/worker.h has these labels in this order).  The type itself rejects
+-- other values, so the CHECK of 1.0 goes; the index and the policies that
+-- mention the column are made again over the new type.
+CREATE TYPE @extschema@.singleton_run_status AS ENUM
+    ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out');
+COMMENT ON TYPE @extschema@.singleton_run_status IS 'the status of a singleton job run';
+DROP POLICY singleton_job_run_insert ON @extschema@.singleton_job_run;
+DROP POLICY singleton_job_run_cancel ON @extschema@.singleton_job_run;
+DROP INDEX @extschema@.singleton_job_run_active;
+ALTER TABLE @extschema@.singleton_job_run
+    DROP CONSTRAINT singleton_job_run_status_check,
+    ALTER COLUMN status DROP DEFAULT,
+    ALTER COLUMN status TYPE @extschema@.singleton_run_status
+        USING status::@extschema@.singleton_run_status,
+    ALTER COLUMN status SET DEFAULT 'queued';
+CREATE INDEX singleton_job_run_active ON @extschema@.singleton_job_run (id)
+    WHERE status IN ('queued', 'running');
+CREATE POLICY singleton_job_run_insert ON @extschema@.singleton_job_run FOR INSERT
+    WITH CHECK (status = 'queued' AND attempt = 1
+                AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id AND j.enabled));
+CREATE POLICY singleton_job_run_cancel ON @extschema@.singleton_job_run FOR UPDATE
+    USING (status IN ('queued', 'running')
+           AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id))
+    WITH CHECK (status = 'cancelled');
 
 -- One guard trigger function per table, with the checks and bookkeeping of
 -- 1.0's _singleton_job_guard (which branched on the table's name).  Row-
@@ -370,3 +396,11 @@ BEGIN
     END IF;
     RETURN @extschema@._singleton_run_queue($1);
 END $$;
+
+-- Waiting sleeps until a run's end is broadcast (and looks again at least
+-- once a second) instead of polling the table every 20 ms; the checks and
+-- results are those of 1.0.
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_wait(run bigint, timeout interval DEFAULT NULL)
+RETURNS @extschema@.singleton_job_run
+AS 'MODULE_PATHNAME', 'singleton_job_wait'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

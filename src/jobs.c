@@ -1,12 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * jobs.c
- *		SQL-side helpers of the job handler: waking the launcher when a run
- *		is queued, and the jobs/worker parts of stats and health.
+ *		SQL-side helpers of the job handler: the writes behind the job API
+ *		(with the one validation of a job's settings), singleton_job_wait,
+ *		waking the launcher when a run is queued and waiters when a run is
+ *		stopped, and the jobs/worker parts of stats and health.
  *
- * The job API itself is SQL (singleton--1.0.sql, updated by the upgrade
- * scripts) over two tables guarded by row-level security, so each role
- * manages only its own jobs.
+ * The job API is SQL (singleton--1.0.sql, updated by the upgrade scripts)
+ * over two tables guarded by row-level security, so each role manages only
+ * its own jobs; the SQL functions call the C ones here.
+ *
+ * singleton_job_wait sleeps on singleton_worker->run_done, broadcast after
+ * every commit that gives a run its final status (worker.c, and here at
+ * commit for singleton_job_stop); it holds no lock while it sleeps.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +54,7 @@ PG_FUNCTION_INFO_V1(singleton_job_modify);
 PG_FUNCTION_INFO_V1(singleton_job_remove);
 PG_FUNCTION_INFO_V1(singleton_run_queue);
 PG_FUNCTION_INFO_V1(singleton_run_cancel);
+PG_FUNCTION_INFO_V1(singleton_job_wait);
 
 static void wake_launcher_at_commit(void);
 
@@ -116,6 +123,22 @@ singleton_end_privileged(SingletonPrivileged *p)
 {
 	AtEOXact_GUC(true, p->save_nestlevel);
 	SetUserIdAndSecContext(p->save_userid, p->save_sec_context);
+}
+
+/*
+ * The caller's search_path may lead to a schema another role can create
+ * in: pin it for our queries run as the caller (which qualify every
+ * function and operator as well).  Undo with AtEOXact_GUC(true, level).
+ */
+static int
+pin_search_path(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return nestlevel;
 }
 
 /*
@@ -436,10 +459,18 @@ job_not_found(int64 job)
 			 errmsg("job " INT64_FORMAT " does not exist", job)));
 }
 
+static pg_noreturn void
+run_not_found(int64 run)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job run " INT64_FORMAT " does not exist", run)));
+}
+
 /*
  * _singleton_job_insert(name, command, timeout, max_attempts): a new job
- * owned by the current role; returns its id.  The table's CHECKs validate
- * the values; a duplicate name of the same owner raises unique_violation.
+ * owned by the current role; returns its id.  A duplicate name of the same
+ * owner raises unique_violation.
  */
 Datum
 singleton_job_insert(PG_FUNCTION_ARGS)
@@ -556,6 +587,9 @@ singleton_job_remove(PG_FUNCTION_ARGS)
 							   1, types, values, NULL) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete job " INT64_FORMAT, job);
 		removed = SPI_processed == 1;
+		/* waiters for its runs must look again: they get 42704 */
+		if (removed)
+			singleton_run_done_at_commit();
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(removed);
@@ -602,7 +636,8 @@ singleton_run_queue(PG_FUNCTION_ARGS)
 		/* the queued-runs index makes this one probe per job of the owner */
 		if (privileged_execute(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
 										" JOIN %s.singleton_job_run r ON r.job_id = j.id"
-										" WHERE j.owner = $2::pg_catalog.regrole AND r.status = 'queued'"
+										" WHERE j.owner = $2::pg_catalog.regrole"
+										" AND r.status = " SINGLETON_RUN_SQL(QUEUED)
 										" AND $1 IS NOT NULL", schema, schema),
 							   2, types, values, NULL) != SPI_OK_SELECT)
 			elog(ERROR, "could not count queued runs");
@@ -656,33 +691,205 @@ singleton_run_cancel(PG_FUNCTION_ARGS)
 		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) :
 		InvalidOid;
 	if (!OidIsValid(owner) || !has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("job run " INT64_FORMAT " does not exist", run)));
-	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = 'cancelled',"
+		run_not_found(run);
+	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(CANCELLED) ","
 									" finished_at = pg_catalog.clock_timestamp()"
-									" WHERE id = $1 AND status IN ('queued', 'running')"
+									" WHERE id = $1 AND status IN " SINGLETON_RUN_ACTIVE_SQL
 									" RETURNING coalesce(worker_pid, 0)", schema),
 						   1, types, values, NULL) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not stop run " INT64_FORMAT, run);
 	if (SPI_processed == 1)
+	{
 		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		singleton_run_done_at_commit();
+	}
 	SPI_finish();
 	PG_RETURN_INT32(pid);
 }
 
+/* How long singleton_job_wait sleeps at most without a wake-up. */
+#define JOB_WAIT_RECHECK_MS		1000
+
+/* A run as singleton_job_wait looks at it. */
+typedef struct RunLook
+{
+	Datum		row;			/* the singleton_job_run row, in SPI memory */
+	SingletonRunStatus status;
+	TransactionId xmin;
+} RunLook;
+
+/*
+ * The plan that reads a run as the caller sees it (row-level security
+ * applies), and which singleton_job_wait runs with a new snapshot each time.
+ */
+static SPIPlanPtr
+prepare_run_look(const char *schema)
+{
+	Oid			types[1] = {INT8OID};
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("SELECT r, r.status::pg_catalog.text, r.xmin"
+								" FROM %s.singleton_job_run r WHERE r.id OPERATOR(pg_catalog.=) $1",
+								schema), 1, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare to read job runs: %s", SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* Read the run; false if the caller sees no such run. */
+static bool
+look_at_run(SPIPlanPtr plan, int64 run, RunLook *look)
+{
+	Datum		values[1] = {Int64GetDatum(run)};
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (SPI_tuptable != NULL)
+		SPI_freetuptable(SPI_tuptable);
+	/* not read-only: in read committed each execution takes a new snapshot */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read job run " INT64_FORMAT, run);
+	if (SPI_processed != 1)
+		return false;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	look->row = SPI_getbinval(tuple, desc, 1, &isnull);
+	look->status = singleton_run_status_from_name(SPI_getvalue(tuple, desc, 2));
+	look->xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, 3, &isnull));
+	return true;
+}
+
+/*
+ * Sleep until the run has finished or the deadline (if any) has passed.
+ * Every final status broadcasts singleton_worker->run_done once it has
+ * committed; being on the condition variable's list before each look
+ * means no broadcast is missed, and the bounded sleep covers changes
+ * nobody broadcasts (a superuser's direct write).
+ */
+static void
+sleep_until_finished(SPIPlanPtr plan, int64 run, bool has_deadline,
+					 TimestampTz deadline, RunLook *look)
+{
+	ConditionVariable *cv = &singleton_worker->run_done;
+
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		long		sleep_ms = JOB_WAIT_RECHECK_MS;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!look_at_run(plan, run, look))
+			run_not_found(run);
+		if (look->status != SINGLETON_RUN_QUEUED && look->status != SINGLETON_RUN_RUNNING)
+			break;
+		if (has_deadline)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= deadline)
+				break;
+			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, deadline));
+		}
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, singleton_wait_event(SINGLETON_WAIT_JOB));
+	}
+	ConditionVariableCancelSleep();
+}
+
+/* The checks singleton_job_wait makes before it waits, in their order. */
+static void
+check_wait_args(FunctionCallInfo fcinfo)
+{
+	Interval	zero = {0};
+
+	singleton_require_arg(fcinfo, 0, "run");
+	if (!PG_ARGISNULL(1) && interval_compare(PG_GETARG_INTERVAL_P(1), &zero) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait timeout must not be negative")));
+	/* a fixed snapshot would never see the run finish (1.0 also refused read uncommitted) */
+	if (XactIsoLevel != XACT_READ_COMMITTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("singleton_job_wait needs the read committed isolation level"),
+				 errhint("Wait outside a repeatable read or serializable transaction.")));
+}
+
+/*
+ * singleton_job_wait(run, timeout): wait (interruptibly) until the run has
+ * finished or the timeout (NULL: none) has passed; return the run.
+ */
+Datum
+singleton_job_wait(PG_FUNCTION_ARGS)
+{
+	int64		run;
+	char	   *schema;
+	int			nestlevel;
+	SPIPlanPtr	plan;
+	RunLook		look;
+	TimestampTz deadline = 0;
+	Datum		result;
+
+	check_wait_args(fcinfo);
+	run = PG_GETARG_INT64(0);
+	schema = require_schema();
+	nestlevel = pin_search_path();
+	SPI_connect();
+	plan = prepare_run_look(schema);
+	/* a run queued by this very transaction cannot start before it commits */
+	if (look_at_run(plan, run, &look) && look.status == SINGLETON_RUN_QUEUED &&
+		TransactionIdIsCurrentTransactionId(look.xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job run " INT64_FORMAT " was queued by this transaction, so it cannot start before the transaction commits", run),
+				 errhint("Commit the transaction that called singleton_job_execute, then wait for the run.")));
+	require_job_database();
+	if (!PG_ARGISNULL(1))
+		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(GetCurrentTimestamp()),
+														   PG_GETARG_DATUM(1)));
+	sleep_until_finished(plan, run, !PG_ARGISNULL(1), deadline, &look);
+	result = SPI_datumTransfer(look.row, false, -1);
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	PG_RETURN_DATUM(result);
+}
+
+/* What to do when the current transaction commits (backend-local). */
 static bool wake_at_commit = false;
+static bool run_done_at_commit = false;
 static bool xact_callback_registered = false;
 
+/*
+ * Commit callbacks run once the transaction is visible to new snapshots,
+ * so whoever is woken sees what it did.
+ */
 static void
 jobs_xact_callback(XactEvent event, void *arg)
 {
-	if (!wake_at_commit)
-		return;
 	if (event == XACT_EVENT_COMMIT)
-		worker_wake_launcher();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+	{
+		if (wake_at_commit)
+			worker_wake_launcher();
+		if (run_done_at_commit)
+			worker_broadcast_run_done();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
 		wake_at_commit = false;
+		run_done_at_commit = false;
+	}
+}
+
+static void
+register_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(jobs_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
 }
 
 /*
@@ -692,12 +899,19 @@ jobs_xact_callback(XactEvent event, void *arg)
 static void
 wake_launcher_at_commit(void)
 {
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(jobs_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
+	register_xact_callback();
 	wake_at_commit = true;
+}
+
+/*
+ * Wake singleton_job_wait callers once this transaction commits: it gave a
+ * run its final status (or deleted runs).
+ */
+void
+singleton_run_done_at_commit(void)
+{
+	register_xact_callback();
+	run_done_at_commit = true;
 }
 
 Datum
@@ -744,8 +958,7 @@ jobs_append_stats(StringInfo buf)
 {
 	char	   *schema;
 	char	   *sql;
-	const char *statuses[] = {"queued", "running", "succeeded", "failed", "cancelled", "timed_out"};
-	int64		counts[6] = {0};
+	int64		counts[SINGLETON_RUN_STATUS_COUNT] = {0};
 	double		mean_ms = 0;
 	bool		mean_null = true;
 	uint64		i;
@@ -761,16 +974,10 @@ jobs_append_stats(StringInfo buf)
 		return;
 	}
 
-	/*
-	 * The caller's search_path may lead to a schema another role can create
-	 * in: pin it, and qualify every function and operator as well.
-	 */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	nestlevel = pin_search_path();
 	SPI_connect();
-	sql = psprintf("SELECT status, pg_catalog.count(*) FROM %s.singleton_job_run GROUP BY status", schema);
+	sql = psprintf("SELECT status::pg_catalog.text, pg_catalog.count(*) FROM %s.singleton_job_run"
+				   " GROUP BY status", schema);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not count job runs");
 	for (i = 0; i < SPI_processed; i++)
@@ -779,9 +986,7 @@ jobs_append_stats(StringInfo buf)
 		bool		isnull;
 		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 
-		for (j = 0; j < 6; j++)
-			if (strcmp(status, statuses[j]) == 0)
-				counts[j] = n;
+		counts[singleton_run_status_from_name(status)] = n;
 	}
 	sql = psprintf("SELECT pg_catalog.avg(pg_catalog.date_part('epoch', finished_at OPERATOR(pg_catalog.-) started_at)"
 				   "                      OPERATOR(pg_catalog.*) 1000::pg_catalog.float8)"
@@ -798,8 +1003,8 @@ jobs_append_stats(StringInfo buf)
 	AtEOXact_GUC(true, nestlevel);
 
 	appendStringInfoChar(buf, '{');
-	for (j = 0; j < 6; j++)
-		append_count(buf, statuses[j], counts[j], &first);
+	for (j = 0; j < SINGLETON_RUN_STATUS_COUNT; j++)
+		append_count(buf, singleton_run_status_names[j], counts[j], &first);
 	if (mean_null)
 		appendStringInfoString(buf, ", \"mean_run_ms\": null}");
 	else
