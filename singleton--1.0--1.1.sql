@@ -59,7 +59,7 @@ END $$;
 
 -- singleton_job_update and singleton_job_wait already follow the rule: a
 -- NULL job or run raises 22004, and their optional arguments default to NULL
--- ("leave as it is", "no timeout").
+-- ("leave as it is", "no timeout"); both are replaced further down.
 
 --
 -- Per-key limiter state that can be given back: one key by the role that
@@ -109,6 +109,113 @@ ALTER TABLE @extschema@.singleton_job ADD COLUMN disabled_reason text;
 -- role's job names from a duplicate-name error.
 ALTER TABLE @extschema@.singleton_job DROP CONSTRAINT singleton_job_name_key;
 ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_key UNIQUE (owner, name);
+
+-- The settings of a job are validated in one place, the C functions behind
+-- _singleton_job_insert and _singleton_job_modify; the table's CHECK
+-- constraints of 1.0 stay only as a backstop for superusers' direct writes.
+DROP FUNCTION @extschema@._singleton_job_check(text, interval, integer);
+
+-- A run's status is one type, shared with the C code (SingletonRunStatus in
+-- src/worker.h has these labels in this order).  The type itself rejects
+-- other values, so the CHECK of 1.0 goes; the index and the policies that
+-- mention the column are made again over the new type.
+CREATE TYPE @extschema@.singleton_run_status AS ENUM
+    ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out');
+COMMENT ON TYPE @extschema@.singleton_run_status IS 'the status of a singleton job run';
+DROP POLICY singleton_job_run_insert ON @extschema@.singleton_job_run;
+DROP POLICY singleton_job_run_cancel ON @extschema@.singleton_job_run;
+DROP INDEX @extschema@.singleton_job_run_active;
+ALTER TABLE @extschema@.singleton_job_run
+    DROP CONSTRAINT singleton_job_run_status_check,
+    ALTER COLUMN status DROP DEFAULT,
+    ALTER COLUMN status TYPE @extschema@.singleton_run_status
+        USING status::@extschema@.singleton_run_status,
+    ALTER COLUMN status SET DEFAULT 'queued';
+CREATE INDEX singleton_job_run_active ON @extschema@.singleton_job_run (id)
+    WHERE status IN ('queued', 'running');
+CREATE POLICY singleton_job_run_insert ON @extschema@.singleton_job_run FOR INSERT
+    WITH CHECK (status = 'queued' AND attempt = 1
+                AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id AND j.enabled));
+CREATE POLICY singleton_job_run_cancel ON @extschema@.singleton_job_run FOR UPDATE
+    USING (status IN ('queued', 'running')
+           AND EXISTS (SELECT 1 FROM @extschema@.singleton_job j WHERE j.id = job_id))
+    WITH CHECK (status = 'cancelled');
+
+-- One guard trigger function per table, with the checks and bookkeeping of
+-- 1.0's _singleton_job_guard (which branched on the table's name).  Row-
+-- level security does not bind roles with BYPASSRLS, and a job runs as its
+-- owner: so every write by a non-superuser is also checked here, and the
+-- bookkeeping columns are set here rather than by the writer.
+CREATE FUNCTION @extschema@._singleton_job_guard_job()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    is_super boolean;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := pg_catalog.now();
+    END IF;
+    SELECT rolsuper INTO is_super FROM pg_catalog.pg_roles
+     WHERE oid = current_user::pg_catalog.regrole;
+    IF is_super THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    IF TG_OP <> 'INSERT' AND NOT pg_catalog.pg_has_role(OLD.owner::pg_catalog.oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for job %', OLD.id USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.owner <> current_user::pg_catalog.regrole
+       AND NOT (TG_OP = 'UPDATE' AND NEW.owner = OLD.owner) THEN
+        RAISE EXCEPTION 'permission denied for job %', NEW.id USING ERRCODE = '42501';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+COMMENT ON FUNCTION @extschema@._singleton_job_guard_job() IS
+'internal: ownership and bookkeeping checks on singleton_job, also for BYPASSRLS roles';
+
+-- users may queue runs and cancel them, nothing else
+CREATE FUNCTION @extschema@._singleton_job_guard_run()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_owner pg_catalog.regrole;
+    is_super boolean;
+BEGIN
+    SELECT rolsuper INTO is_super FROM pg_catalog.pg_roles
+     WHERE oid = current_user::pg_catalog.regrole;
+    IF is_super THEN
+        RETURN NEW;
+    END IF;
+    SELECT owner INTO job_owner FROM @extschema@.singleton_job
+     WHERE id = CASE WHEN TG_OP = 'INSERT' THEN NEW.job_id ELSE OLD.job_id END;
+    IF job_owner IS NULL OR NOT pg_catalog.pg_has_role(job_owner::pg_catalog.oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for job %', NEW.job_id USING ERRCODE = '42501';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'queued' OR NEW.attempt <> 1 THEN
+            RAISE EXCEPTION 'a new run must be queued as attempt 1' USING ERRCODE = '42501';
+        END IF;
+    ELSE
+        IF NEW.status <> 'cancelled' OR OLD.status NOT IN ('queued', 'running') THEN
+            RAISE EXCEPTION 'a run may only be cancelled while queued or running' USING ERRCODE = '42501';
+        END IF;
+        NEW.finished_at := pg_catalog.clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION @extschema@._singleton_job_guard_run() IS
+'internal: ownership and bookkeeping checks on singleton_job_run, also for BYPASSRLS roles';
+
+DROP TRIGGER singleton_job_guard ON @extschema@.singleton_job;
+CREATE TRIGGER singleton_job_guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.singleton_job
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._singleton_job_guard_job();
+DROP TRIGGER singleton_job_run_guard ON @extschema@.singleton_job_run;
+CREATE TRIGGER singleton_job_run_guard BEFORE INSERT OR UPDATE ON @extschema@.singleton_job_run
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._singleton_job_guard_run();
+DROP FUNCTION @extschema@._singleton_job_guard();
 
 -- Dispatch takes the oldest queued run of each enabled job and counts the
 -- running ones: with these its cost does not grow with the queue.
@@ -170,17 +277,9 @@ DECLARE
     new_id bigint;
 BEGIN
     PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job name must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $2 IS NULL THEN
-        RAISE EXCEPTION 'job command must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF $1 = '' THEN
-        RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = '22023';
-    END IF;
-    -- max_attempts is optional: NULL means its default
-    PERFORM @extschema@._singleton_job_check($2, $3, coalesce($4, 1));
+    -- _singleton_job_insert checks the arguments (22004 for a NULL name or
+    -- command) and the settings; max_attempts is optional: NULL means its
+    -- default
     BEGIN
         new_id := @extschema@._singleton_job_insert($1, $2, $3, coalesce($4, 1));
     EXCEPTION WHEN unique_violation THEN
@@ -234,10 +333,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@._singleton_job_database_check();
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
-    END IF;
-    PERFORM @extschema@._singleton_job_check($2, $3, $4);
+    -- checks the arguments (22004 for a NULL job) and the settings
     PERFORM @extschema@._singleton_job_modify($1, $2, $3, $4, $5);
     RETURN @extschema@.singleton_job_get($1);
 END $$;
@@ -300,3 +396,11 @@ BEGIN
     END IF;
     RETURN @extschema@._singleton_run_queue($1);
 END $$;
+
+-- Waiting sleeps until a run's end is broadcast (and looks again at least
+-- once a second) instead of polling the table every 20 ms; the checks and
+-- results are those of 1.0.
+CREATE OR REPLACE FUNCTION @extschema@.singleton_job_wait(run bigint, timeout interval DEFAULT NULL)
+RETURNS @extschema@.singleton_job_run
+AS 'MODULE_PATHNAME', 'singleton_job_wait'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -44,6 +44,7 @@ singleton_wait_event(SingletonWait which)
 		[SINGLETON_WAIT_LOAD] = "SingletonSnapshotLoad",
 		[SINGLETON_WAIT_LAUNCHER] = "SingletonLauncherMain",
 		[SINGLETON_WAIT_PERSIST] = "SingletonPersistMain",
+		[SINGLETON_WAIT_JOB] = "SingletonJobWait",
 	};
 	static uint32 ids[SINGLETON_WAIT_COUNT];
 

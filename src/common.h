@@ -32,6 +32,7 @@ typedef enum SingletonWait
 	SINGLETON_WAIT_LOAD,		/* the snapshot load at startup */
 	SINGLETON_WAIT_LAUNCHER,	/* the job launcher's idle loop */
 	SINGLETON_WAIT_PERSIST,		/* the persist worker's idle loop */
+	SINGLETON_WAIT_JOB,			/* singleton_job_wait, for a run to finish */
 	SINGLETON_WAIT_COUNT
 } SingletonWait;
 

@@ -1,12 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * jobs.c
- *		SQL-side helpers of the job handler: waking the launcher when a run
- *		is queued, and the jobs/worker parts of stats and health.
+ *		SQL-side helpers of the job handler: the writes behind the job API
+ *		(with the one validation of a job's settings), singleton_job_wait,
+ *		waking the launcher when a run is queued and waiters when a run is
+ *		stopped, and the jobs/worker parts of stats and health.
  *
- * The job API itself is SQL (singleton--1.0.sql, updated by the upgrade
- * scripts) over two tables guarded by row-level security, so each role
- * manages only its own jobs.
+ * The job API is SQL (singleton--1.0.sql, updated by the upgrade scripts)
+ * over two tables guarded by row-level security, so each role manages only
+ * its own jobs; the SQL functions call the C ones here.
+ *
+ * singleton_job_wait sleeps on singleton_worker->run_done, broadcast after
+ * every commit that gives a run its final status (worker.c, and here at
+ * commit for singleton_job_stop); it holds no lock while it sleeps.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +55,7 @@ PG_FUNCTION_INFO_V1(singleton_job_modify);
 PG_FUNCTION_INFO_V1(singleton_job_remove);
 PG_FUNCTION_INFO_V1(singleton_run_queue);
 PG_FUNCTION_INFO_V1(singleton_run_cancel);
+PG_FUNCTION_INFO_V1(singleton_job_wait);
 
 static void wake_launcher_at_commit(void);
 
@@ -117,6 +124,22 @@ singleton_end_privileged(SingletonPrivileged *p)
 {
 	AtEOXact_GUC(true, p->save_nestlevel);
 	SetUserIdAndSecContext(p->save_userid, p->save_sec_context);
+}
+
+/*
+ * The caller's search_path may lead to a schema another role can create
+ * in: pin it for our queries run as the caller (which qualify every
+ * function and operator as well).  Undo with AtEOXact_GUC(true, level).
+ */
+static int
+pin_search_path(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return nestlevel;
 }
 
 /*
@@ -201,22 +224,109 @@ interval_ms(Interval *i)
 }
 
 /*
+ * A job's settings as _singleton_job_insert or _singleton_job_modify got
+ * them.  NULL (or has_max_attempts false) means not given: unchanged, or
+ * for a new job's timeout, none.
+ */
+typedef struct JobSettings
+{
+	text	   *name;
+	text	   *command;
+	Interval   *timeout;
+	bool		has_max_attempts;
+	int32		max_attempts;
+	Oid			new_owner;		/* a new job's owner; InvalidOid if changing */
+} JobSettings;
+
+/* The settings of one call, from its arguments from argno on. */
+static void
+job_settings_from_args(FunctionCallInfo fcinfo, int argno, bool has_name, JobSettings *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (has_name)
+		s->name = PG_GETARG_TEXT_PP(argno++);
+	if (!PG_ARGISNULL(argno))
+		s->command = PG_GETARG_TEXT_PP(argno);
+	argno++;
+	if (!PG_ARGISNULL(argno))
+		s->timeout = PG_GETARG_INTERVAL_P(argno);
+	argno++;
+	s->has_max_attempts = !PG_ARGISNULL(argno);
+	if (s->has_max_attempts)
+		s->max_attempts = PG_GETARG_INT32(argno);
+}
+
+/* Is the text empty or only spaces (as btrim(t) = '' in SQL)? */
+static bool
+text_is_blank(text *t)
+{
+	const char *p = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	int			i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != ' ')
+			return false;
+	return true;
+}
+
+static int
+interval_compare(Interval *a, Interval *b)
+{
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(a),
+											 IntervalPGetDatum(b)));
+}
+
+/*
+ * The statement timer counts whole milliseconds in an int: a job's timeout
+ * is between 1 millisecond and 24 days.
+ */
+#define JOB_TIMEOUT_MIN_USECS	(USECS_PER_SEC / 1000)
+#define JOB_TIMEOUT_MAX_DAYS	24
+
+static int
+timeout_detail(Interval *timeout)
+{
+	return errdetail("The timeout given was %s.",
+					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(timeout))));
+}
+
+static void
+check_job_timeout(Interval *timeout)
+{
+	Interval	zero = {0};
+	Interval	min = {.time = JOB_TIMEOUT_MIN_USECS};
+	Interval	max = {.day = JOB_TIMEOUT_MAX_DAYS};
+
+	if (interval_compare(timeout, &zero) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job timeout must be positive"),
+				 timeout_detail(timeout)));
+	if (interval_compare(timeout, &min) < 0 || interval_compare(timeout, &max) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job timeout must be between 1 millisecond and 24 days"),
+				 timeout_detail(timeout)));
+}
+
+/*
  * The administrator's caps on a job's attempts and timeout; superusers'
- * jobs are exempt.  max_attempts < 0 and timeout NULL mean "not changed".
+ * jobs are exempt.
  */
 static void
-check_job_caps(Oid owner, int32 max_attempts, Interval *timeout)
+check_job_caps(Oid owner, const JobSettings *s)
 {
 	if (superuser_arg(owner))
 		return;
-	if (max_attempts > singleton_job_max_attempts)
+	if (s->has_max_attempts && s->max_attempts > singleton_job_max_attempts)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be at most %d", singleton_job_max_attempts),
-				 errdetail("The value given was %d.", max_attempts),
+				 errdetail("The value given was %d.", s->max_attempts),
 				 errhint("An administrator sets the cap with singleton.job_max_attempts.")));
-	if (timeout != NULL && singleton_job_max_timeout > 0 &&
-		interval_ms(timeout) > (double) singleton_job_max_timeout)
+	if (s->timeout != NULL && singleton_job_max_timeout > 0 &&
+		interval_ms(s->timeout) > (double) singleton_job_max_timeout)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job timeout must be at most %d ms", singleton_job_max_timeout),
@@ -234,6 +344,52 @@ require_runnable_owner(Oid role)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s, so jobs cannot run as it", problem.message),
 				 errhint("Create the job as a role that can log in and connect to this database.")));
+}
+
+/*
+ * The one validation of a job's settings (the table's CHECK constraints
+ * are only a backstop for superusers' direct writes): what was given must
+ * be valid, a new job's owner must be able to run it, and the
+ * administrator's caps apply for the job's owner, if it is known (a job
+ * the caller may not manage is reported absent afterwards).
+ */
+static void
+check_job_settings(const JobSettings *s, Oid owner)
+{
+	if (s->name != NULL && VARSIZE_ANY_EXHDR(s->name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job name must not be empty")));
+	if (s->command != NULL && text_is_blank(s->command))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job command must not be empty")));
+	if (s->timeout != NULL)
+		check_job_timeout(s->timeout);
+	if (s->has_max_attempts && s->max_attempts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at least 1")));
+	if (OidIsValid(s->new_owner))
+		require_runnable_owner(s->new_owner);
+	if (OidIsValid(owner))
+		check_job_caps(owner, s);
+}
+
+/* Job functions work only in singleton.database, where the worker runs. */
+static void
+require_job_database(void)
+{
+	char	   *dbname;
+
+	singleton_require_loaded();
+	dbname = get_database_name(MyDatabaseId);
+	if (strcmp(dbname, singleton_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("singleton jobs run in database \"%s\", not in \"%s\"",
+						singleton_database, dbname),
+				 errhint("Connect to the database named by singleton.database, or change that setting and restart the server.")));
 }
 
 /* The extension's schema, or an error; needs a transaction. */
@@ -304,10 +460,18 @@ job_not_found(int64 job)
 			 errmsg("job " INT64_FORMAT " does not exist", job)));
 }
 
+static pg_noreturn void
+run_not_found(int64 run)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job run " INT64_FORMAT " does not exist", run)));
+}
+
 /*
  * _singleton_job_insert(name, command, timeout, max_attempts): a new job
- * owned by the current role; returns its id.  The table's CHECKs validate
- * the values; a duplicate name of the same owner raises unique_violation.
+ * owned by the current role; returns its id.  A duplicate name of the same
+ * owner raises unique_violation.
  */
 Datum
 singleton_job_insert(PG_FUNCTION_ARGS)
@@ -320,13 +484,15 @@ singleton_job_insert(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		id;
+	JobSettings settings;
 
 	singleton_require_loaded();
 	singleton_require_arg(fcinfo, 0, "job name");
 	singleton_require_arg(fcinfo, 1, "job command");
 	singleton_require_arg(fcinfo, 3, "max_attempts");
-	require_runnable_owner(me);
-	check_job_caps(me, PG_GETARG_INT32(3), PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+	job_settings_from_args(fcinfo, 0, true, &settings);
+	settings.new_owner = me;
+	check_job_settings(&settings, me);
 
 	schema = require_schema();
 	values[0] = PG_GETARG_DATUM(0);
@@ -366,17 +532,18 @@ singleton_job_modify(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			i;
+	JobSettings settings;
 
 	singleton_require_loaded();
 	singleton_require_arg(fcinfo, 0, "job");
 	job = PG_GETARG_INT64(0);
+	job_settings_from_args(fcinfo, 1, false, &settings);
 	schema = require_schema();
 	SPI_connect();
 	owner = owned_job(schema, job, NULL, NULL);
+	check_job_settings(&settings, owner);
 	if (!OidIsValid(owner))
 		job_not_found(job);
-	check_job_caps(owner, PG_ARGISNULL(3) ? -1 : PG_GETARG_INT32(3),
-				   PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
 	for (i = 0; i < 5; i++)
 	{
 		if (PG_ARGISNULL(i))
@@ -421,6 +588,9 @@ singleton_job_remove(PG_FUNCTION_ARGS)
 							   1, types, values, NULL) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete job " INT64_FORMAT, job);
 		removed = SPI_processed == 1;
+		/* waiters for its runs must look again: they get 42704 */
+		if (removed)
+			singleton_run_done_at_commit();
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(removed);
@@ -467,7 +637,8 @@ singleton_run_queue(PG_FUNCTION_ARGS)
 		/* the queued-runs index makes this one probe per job of the owner */
 		if (privileged_execute(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
 										" JOIN %s.singleton_job_run r ON r.job_id = j.id"
-										" WHERE j.owner = $2::pg_catalog.regrole AND r.status = 'queued'"
+										" WHERE j.owner = $2::pg_catalog.regrole"
+										" AND r.status = " SINGLETON_RUN_SQL(QUEUED)
 										" AND $1 IS NOT NULL", schema, schema),
 							   2, types, values, NULL) != SPI_OK_SELECT)
 			elog(ERROR, "could not count queued runs");
@@ -521,33 +692,205 @@ singleton_run_cancel(PG_FUNCTION_ARGS)
 		DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) :
 		InvalidOid;
 	if (!OidIsValid(owner) || !has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("job run " INT64_FORMAT " does not exist", run)));
-	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = 'cancelled',"
+		run_not_found(run);
+	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(CANCELLED) ","
 									" finished_at = pg_catalog.clock_timestamp()"
-									" WHERE id = $1 AND status IN ('queued', 'running')"
+									" WHERE id = $1 AND status IN " SINGLETON_RUN_ACTIVE_SQL
 									" RETURNING coalesce(worker_pid, 0)", schema),
 						   1, types, values, NULL) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not stop run " INT64_FORMAT, run);
 	if (SPI_processed == 1)
+	{
 		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		singleton_run_done_at_commit();
+	}
 	SPI_finish();
 	PG_RETURN_INT32(pid);
 }
 
+/* How long singleton_job_wait sleeps at most without a wake-up. */
+#define JOB_WAIT_RECHECK_MS		1000
+
+/* A run as singleton_job_wait looks at it. */
+typedef struct RunLook
+{
+	Datum		row;			/* the singleton_job_run row, in SPI memory */
+	SingletonRunStatus status;
+	TransactionId xmin;
+} RunLook;
+
+/*
+ * The plan that reads a run as the caller sees it (row-level security
+ * applies), and which singleton_job_wait runs with a new snapshot each time.
+ */
+static SPIPlanPtr
+prepare_run_look(const char *schema)
+{
+	Oid			types[1] = {INT8OID};
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("SELECT r, r.status::pg_catalog.text, r.xmin"
+								" FROM %s.singleton_job_run r WHERE r.id OPERATOR(pg_catalog.=) $1",
+								schema), 1, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare to read job runs: %s", SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* Read the run; false if the caller sees no such run. */
+static bool
+look_at_run(SPIPlanPtr plan, int64 run, RunLook *look)
+{
+	Datum		values[1] = {Int64GetDatum(run)};
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (SPI_tuptable != NULL)
+		SPI_freetuptable(SPI_tuptable);
+	/* not read-only: in read committed each execution takes a new snapshot */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read job run " INT64_FORMAT, run);
+	if (SPI_processed != 1)
+		return false;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	look->row = SPI_getbinval(tuple, desc, 1, &isnull);
+	look->status = singleton_run_status_from_name(SPI_getvalue(tuple, desc, 2));
+	look->xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, 3, &isnull));
+	return true;
+}
+
+/*
+ * Sleep until the run has finished or the deadline (if any) has passed.
+ * Every final status broadcasts singleton_worker->run_done once it has
+ * committed; being on the condition variable's list before each look
+ * means no broadcast is missed, and the bounded sleep covers changes
+ * nobody broadcasts (a superuser's direct write).
+ */
+static void
+sleep_until_finished(SPIPlanPtr plan, int64 run, bool has_deadline,
+					 TimestampTz deadline, RunLook *look)
+{
+	ConditionVariable *cv = &singleton_worker->run_done;
+
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		long		sleep_ms = JOB_WAIT_RECHECK_MS;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!look_at_run(plan, run, look))
+			run_not_found(run);
+		if (look->status != SINGLETON_RUN_QUEUED && look->status != SINGLETON_RUN_RUNNING)
+			break;
+		if (has_deadline)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= deadline)
+				break;
+			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, deadline));
+		}
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, singleton_wait_event(SINGLETON_WAIT_JOB));
+	}
+	ConditionVariableCancelSleep();
+}
+
+/* The checks singleton_job_wait makes before it waits, in their order. */
+static void
+check_wait_args(FunctionCallInfo fcinfo)
+{
+	Interval	zero = {0};
+
+	singleton_require_arg(fcinfo, 0, "run");
+	if (!PG_ARGISNULL(1) && interval_compare(PG_GETARG_INTERVAL_P(1), &zero) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait timeout must not be negative")));
+	/* a fixed snapshot would never see the run finish (1.0 also refused read uncommitted) */
+	if (XactIsoLevel != XACT_READ_COMMITTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("singleton_job_wait needs the read committed isolation level"),
+				 errhint("Wait outside a repeatable read or serializable transaction.")));
+}
+
+/*
+ * singleton_job_wait(run, timeout): wait (interruptibly) until the run has
+ * finished or the timeout (NULL: none) has passed; return the run.
+ */
+Datum
+singleton_job_wait(PG_FUNCTION_ARGS)
+{
+	int64		run;
+	char	   *schema;
+	int			nestlevel;
+	SPIPlanPtr	plan;
+	RunLook		look;
+	TimestampTz deadline = 0;
+	Datum		result;
+
+	check_wait_args(fcinfo);
+	run = PG_GETARG_INT64(0);
+	schema = require_schema();
+	nestlevel = pin_search_path();
+	SPI_connect();
+	plan = prepare_run_look(schema);
+	/* a run queued by this very transaction cannot start before it commits */
+	if (look_at_run(plan, run, &look) && look.status == SINGLETON_RUN_QUEUED &&
+		TransactionIdIsCurrentTransactionId(look.xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job run " INT64_FORMAT " was queued by this transaction, so it cannot start before the transaction commits", run),
+				 errhint("Commit the transaction that called singleton_job_execute, then wait for the run.")));
+	require_job_database();
+	if (!PG_ARGISNULL(1))
+		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(GetCurrentTimestamp()),
+														   PG_GETARG_DATUM(1)));
+	sleep_until_finished(plan, run, !PG_ARGISNULL(1), deadline, &look);
+	result = SPI_datumTransfer(look.row, false, -1);
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	PG_RETURN_DATUM(result);
+}
+
+/* What to do when the current transaction commits (backend-local). */
 static bool wake_at_commit = false;
+static bool run_done_at_commit = false;
 static bool xact_callback_registered = false;
 
+/*
+ * Commit callbacks run once the transaction is visible to new snapshots,
+ * so whoever is woken sees what it did.
+ */
 static void
 jobs_xact_callback(XactEvent event, void *arg)
 {
-	if (!wake_at_commit)
-		return;
 	if (event == XACT_EVENT_COMMIT)
-		worker_wake_launcher();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+	{
+		if (wake_at_commit)
+			worker_wake_launcher();
+		if (run_done_at_commit)
+			worker_broadcast_run_done();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
 		wake_at_commit = false;
+		run_done_at_commit = false;
+	}
+}
+
+static void
+register_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(jobs_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
 }
 
 /*
@@ -557,12 +900,19 @@ jobs_xact_callback(XactEvent event, void *arg)
 static void
 wake_launcher_at_commit(void)
 {
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(jobs_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
+	register_xact_callback();
 	wake_at_commit = true;
+}
+
+/*
+ * Wake singleton_job_wait callers once this transaction commits: it gave a
+ * run its final status (or deleted runs).
+ */
+void
+singleton_run_done_at_commit(void)
+{
+	register_xact_callback();
+	run_done_at_commit = true;
 }
 
 Datum
@@ -577,16 +927,7 @@ singleton_worker_wake(PG_FUNCTION_ARGS)
 Datum
 singleton_job_database_check(PG_FUNCTION_ARGS)
 {
-	char	   *dbname;
-
-	singleton_require_loaded();
-	dbname = get_database_name(MyDatabaseId);
-	if (strcmp(dbname, singleton_database) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("singleton jobs run in database \"%s\", not in \"%s\"",
-						singleton_database, dbname),
-				 errhint("Connect to the database named by singleton.database, or change that setting and restart the server.")));
+	require_job_database();
 	PG_RETURN_VOID();
 }
 
@@ -618,8 +959,7 @@ jobs_append_stats(StringInfo buf)
 {
 	char	   *schema;
 	char	   *sql;
-	const char *statuses[] = {"queued", "running", "succeeded", "failed", "cancelled", "timed_out"};
-	int64		counts[6] = {0};
+	int64		counts[SINGLETON_RUN_STATUS_COUNT] = {0};
 	double		mean_ms = 0;
 	bool		mean_null = true;
 	uint64		i;
@@ -635,16 +975,10 @@ jobs_append_stats(StringInfo buf)
 		return;
 	}
 
-	/*
-	 * The caller's search_path may lead to a schema another role can create
-	 * in: pin it, and qualify every function and operator as well.
-	 */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	nestlevel = pin_search_path();
 	SPI_connect();
-	sql = psprintf("SELECT status, pg_catalog.count(*) FROM %s.singleton_job_run GROUP BY status", schema);
+	sql = psprintf("SELECT status::pg_catalog.text, pg_catalog.count(*) FROM %s.singleton_job_run"
+				   " GROUP BY status", schema);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not count job runs");
 	for (i = 0; i < SPI_processed; i++)
@@ -653,9 +987,7 @@ jobs_append_stats(StringInfo buf)
 		bool		isnull;
 		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 
-		for (j = 0; j < 6; j++)
-			if (strcmp(status, statuses[j]) == 0)
-				counts[j] = n;
+		counts[singleton_run_status_from_name(status)] = n;
 	}
 	sql = psprintf("SELECT pg_catalog.avg(pg_catalog.date_part('epoch', finished_at OPERATOR(pg_catalog.-) started_at)"
 				   "                      OPERATOR(pg_catalog.*) 1000::pg_catalog.float8)"
@@ -672,8 +1004,8 @@ jobs_append_stats(StringInfo buf)
 	AtEOXact_GUC(true, nestlevel);
 
 	appendStringInfoChar(buf, '{');
-	for (j = 0; j < 6; j++)
-		append_count(buf, statuses[j], counts[j], &first);
+	for (j = 0; j < SINGLETON_RUN_STATUS_COUNT; j++)
+		append_count(buf, singleton_run_status_names[j], counts[j], &first);
 	if (mean_null)
 		appendStringInfoString(buf, ", \"mean_run_ms\": null}");
 	else

@@ -20,7 +20,9 @@
  * (row-level security on the tables stops owners from writing them).
  *
  * Shared state: a slot per concurrent run (run id, worker pid) and the
- * launcher's pid and latch, protected by a spinlock.
+ * launcher's pid and latch, protected by a spinlock; and a condition
+ * variable broadcast whenever a run's final status has committed, which
+ * singleton_job_wait sleeps on (see worker.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -62,6 +64,15 @@ int			singleton_max_workers = 4;
 int			singleton_job_history = 7 * 24 * 3600;
 
 SingletonWorkerShared *singleton_worker = NULL;
+
+const char *const singleton_run_status_names[SINGLETON_RUN_STATUS_COUNT] = {
+	[SINGLETON_RUN_QUEUED] = SINGLETON_RUN_QUEUED_NAME,
+	[SINGLETON_RUN_RUNNING] = SINGLETON_RUN_RUNNING_NAME,
+	[SINGLETON_RUN_SUCCEEDED] = SINGLETON_RUN_SUCCEEDED_NAME,
+	[SINGLETON_RUN_FAILED] = SINGLETON_RUN_FAILED_NAME,
+	[SINGLETON_RUN_CANCELLED] = SINGLETON_RUN_CANCELLED_NAME,
+	[SINGLETON_RUN_TIMED_OUT] = SINGLETON_RUN_TIMED_OUT_NAME,
+};
 
 /* How often the launcher looks without being woken, and prunes history. */
 #define LAUNCHER_NAPTIME_MS		1000
@@ -113,8 +124,22 @@ worker_shmem_init(void)
 	{
 		memset(singleton_worker, 0, worker_shmem_size());
 		SpinLockInit(&singleton_worker->mutex);
+		ConditionVariableInit(&singleton_worker->run_done);
 		singleton_worker->nslots = singleton_max_workers;
 	}
+}
+
+/* A status by its SQL label; elog if the enum and worker.h disagree. */
+SingletonRunStatus
+singleton_run_status_from_name(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < SINGLETON_RUN_STATUS_COUNT; i++)
+		if (strcmp(name, singleton_run_status_names[i]) == 0)
+			return (SingletonRunStatus) i;
+	elog(ERROR, "unknown job run status \"%s\"", name);
+	pg_unreachable();
 }
 
 void
@@ -143,15 +168,26 @@ worker_wake_launcher(void)
 }
 
 /*
+ * Wake every singleton_job_wait: some run's final status has committed
+ * (waiters re-read their run, so a wake-up for another run costs a look).
+ */
+void
+worker_broadcast_run_done(void)
+{
+	if (singleton_worker != NULL)
+		ConditionVariableBroadcast(&singleton_worker->run_done);
+}
+
+/*
  * Mark a run finished with the given status and error, if it is still
  * running, and queue its next attempt when it failed or timed out, retry
  * is set and attempts remain (at most singleton.job_max_attempts for a job
  * whose owner is not a superuser).  One statement, so a crash cannot split
  * it.  Caller has a transaction, SPI and a snapshot, and runs as a
- * superuser.
+ * superuser; once that commits, it calls worker_broadcast_run_done.
  */
 static void
-finish_run(const char *schema, int64 run_id, const char *status,
+finish_run(const char *schema, int64 run_id, SingletonRunStatus status,
 		   const char *error, const char *result, bool retry)
 {
 	char	   *sql;
@@ -160,17 +196,19 @@ finish_run(const char *schema, int64 run_id, const char *status,
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	sql = psprintf("WITH f AS ("
-				   " UPDATE %s.singleton_job_run SET status = $2, finished_at = clock_timestamp(),"
-				   "        error = $3, result = $4"
-				   " WHERE id = $1 AND status = 'running'"
+				   " UPDATE %s.singleton_job_run SET status = $2::%s.singleton_run_status,"
+				   "        finished_at = clock_timestamp(), error = $3, result = $4"
+				   " WHERE id = $1 AND status = " SINGLETON_RUN_SQL(RUNNING)
 				   " RETURNING job_id, attempt)"
 				   " INSERT INTO %s.singleton_job_run (job_id, attempt)"
 				   " SELECT f.job_id, f.attempt + 1 FROM f JOIN %s.singleton_job j ON j.id = f.job_id"
-				   " WHERE $5 AND $2 IN ('failed', 'timed_out') AND f.attempt < j.max_attempts"
+				   " WHERE $5 AND f.attempt < j.max_attempts"
 				   " AND (f.attempt < $6 OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner))",
-				   schema, schema, schema);
+				   schema, schema, schema, schema);
+	/* only failures and timeouts are retried */
+	retry = retry && (status == SINGLETON_RUN_FAILED || status == SINGLETON_RUN_TIMED_OUT);
 	values[0] = Int64GetDatum(run_id);
-	values[1] = CStringGetTextDatum(status);
+	values[1] = CStringGetTextDatum(singleton_run_status_names[status]);
 	if (error)
 		values[2] = CStringGetTextDatum(error);
 	else
@@ -267,12 +305,14 @@ reap_workers(const char *schema)
 
 			/* a worker that could not connect as the owner says why only in the log */
 			if (singleton_job_owner_problem(slot->owner, NULL, MyDatabaseId, &problem))
-				finish_run(schema, run_id, "failed", problem_error(&problem), NULL, false);
+				finish_run(schema, run_id, SINGLETON_RUN_FAILED, problem_error(&problem),
+						   NULL, false);
 			else
-				finish_run(schema, run_id, "failed",
+				finish_run(schema, run_id, SINGLETON_RUN_FAILED,
 						   "the job worker exited without recording a result", NULL, true);
 		}
 		end_tx();
+		worker_broadcast_run_done();
 
 		SpinLockAcquire(&singleton_worker->mutex);
 		slot->run_id = 0;
@@ -299,7 +339,8 @@ fail_orphans(const char *schema)
 	uint64		n;
 
 	begin_tx("singleton: checking for interrupted runs");
-	sql = psprintf("SELECT id FROM %s.singleton_job_run WHERE status = 'running'", schema);
+	sql = psprintf("SELECT id FROM %s.singleton_job_run WHERE status = " SINGLETON_RUN_SQL(RUNNING),
+				   schema);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list running jobs");
 	n = SPI_processed;
@@ -315,12 +356,14 @@ fail_orphans(const char *schema)
 	{
 		if (slot_has_run(orphans[i]))
 			continue;
-		finish_run(schema, orphans[i], "failed",
+		finish_run(schema, orphans[i], SINGLETON_RUN_FAILED,
 				   "the run was interrupted: the server restarted or its worker was lost", NULL, true);
 		elog(LOG, "singleton: run " INT64_FORMAT " was interrupted and is marked failed",
 			 orphans[i]);
 	}
 	end_tx();
+	if (n > 0)
+		worker_broadcast_run_done();
 }
 
 static int
@@ -357,11 +400,11 @@ claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 	sql = psprintf("WITH busy AS ("
 				   "  SELECT j.owner, count(*) AS n FROM %s.singleton_job_run r"
 				   "  JOIN %s.singleton_job j ON j.id = r.job_id"
-				   "  WHERE r.status = 'running' GROUP BY j.owner),"
+				   "  WHERE r.status = " SINGLETON_RUN_SQL(RUNNING) " GROUP BY j.owner),"
 				   " heads AS ("
 				   "  SELECT h.id, j.owner FROM %s.singleton_job j,"
 				   "  LATERAL (SELECT q.id FROM %s.singleton_job_run q"
-				   "           WHERE q.job_id = j.id AND q.status = 'queued'"
+				   "           WHERE q.job_id = j.id AND q.status = " SINGLETON_RUN_SQL(QUEUED)
 				   "           ORDER BY q.id LIMIT 1) h"
 				   "  WHERE j.enabled),"
 				   " next AS ("
@@ -369,9 +412,10 @@ claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 				   "  WHERE coalesce(b.n, 0) < $1"
 				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = h.owner)"
 				   "  ORDER BY coalesce(b.n, 0), h.id LIMIT 1)"
-				   " UPDATE %s.singleton_job_run r SET status = 'running', started_at = clock_timestamp()"
+				   " UPDATE %s.singleton_job_run r SET status = " SINGLETON_RUN_SQL(RUNNING) ","
+				   "        started_at = clock_timestamp()"
 				   " FROM next, %s.singleton_job j"
-				   " WHERE r.id = next.id AND j.id = r.job_id AND r.status = 'queued'"
+				   " WHERE r.id = next.id AND j.id = r.job_id AND r.status = " SINGLETON_RUN_SQL(QUEUED)
 				   " RETURNING r.id, j.owner::oid, j.owner_name::text, j.id",
 				   schema, schema, schema, schema, schema, schema);
 	values[0] = Int32GetDatum(singleton_job_role_worker_cap());
@@ -409,7 +453,7 @@ refuse_run(const char *schema, int64 run_id, int64 job_id, const JobOwnerProblem
 								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not disable job " INT64_FORMAT, job_id);
 	}
-	finish_run(schema, run_id, "failed", error, NULL, false);
+	finish_run(schema, run_id, SINGLETON_RUN_FAILED, error, NULL, false);
 	ereport(LOG,
 			(errmsg("singleton: run " INT64_FORMAT " of job " INT64_FORMAT " not started: %s",
 					run_id, job_id, error)));
@@ -443,14 +487,16 @@ dispatch(const char *schema)
 		/* never connect as the bootstrap superuser, or as a stranger, by accident */
 		if (!OidIsValid(owner) || owner_name == NULL)
 		{
-			finish_run(schema, run_id, "failed", "the job has no owner", NULL, false);
+			finish_run(schema, run_id, SINGLETON_RUN_FAILED, "the job has no owner", NULL, false);
 			end_tx();
+			worker_broadcast_run_done();
 			continue;
 		}
 		if (singleton_job_owner_problem(owner, owner_name, MyDatabaseId, &problem))
 		{
 			refuse_run(schema, run_id, job_id, &problem);
 			end_tx();
+			worker_broadcast_run_done();
 			continue;
 		}
 
@@ -483,8 +529,9 @@ dispatch(const char *schema)
 
 			/* no background worker slot free: put the run back */
 			begin_tx("singleton: requeueing a run");
-			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'queued', started_at = NULL"
-						   " WHERE id = " INT64_FORMAT " AND status = 'running'", schema, run_id);
+			sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(QUEUED) ","
+						   " started_at = NULL WHERE id = " INT64_FORMAT
+						   " AND status = " SINGLETON_RUN_SQL(RUNNING), schema, run_id);
 			SPI_execute(sql, false, 0);
 			end_tx();
 			SpinLockAcquire(&singleton_worker->mutex);
@@ -509,7 +556,7 @@ prune_history(const char *schema)
 		return;
 	begin_tx("singleton: pruning job history");
 	sql = psprintf("DELETE FROM %s.singleton_job_run"
-				   " WHERE status IN ('succeeded', 'failed', 'cancelled', 'timed_out')"
+				   " WHERE status NOT IN " SINGLETON_RUN_ACTIVE_SQL
 				   " AND finished_at < clock_timestamp() - make_interval(secs => %d)",
 				   schema, singleton_job_history);
 	SPI_execute(sql, false, 0);
@@ -701,7 +748,8 @@ singleton_run_main(Datum main_arg)
 		values[1] = Int32GetDatum(MyProcPid);
 		/* started_at: when the command really starts, not when it was claimed */
 		sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2, started_at = clock_timestamp()"
-					   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id AND r.status = 'running'"
+					   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id"
+					   " AND r.status = " SINGLETON_RUN_SQL(RUNNING)
 					   " RETURNING j.command, (extract(epoch FROM j.timeout) * 1000)::int8",
 					   schema, schema);
 		if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) == SPI_OK_UPDATE_RETURNING &&
@@ -752,9 +800,9 @@ singleton_run_main(Datum main_arg)
 			Oid			types[2] = {INT8OID, TEXTOID};
 			Datum		values[2];
 
-			sql = psprintf("UPDATE %s.singleton_job_run SET status = 'succeeded',"
+			sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(SUCCEEDED) ","
 						   " finished_at = clock_timestamp(), result = $2"
-						   " WHERE id = $1 AND status = 'running'", schema);
+						   " WHERE id = $1 AND status = " SINGLETON_RUN_SQL(RUNNING), schema);
 			values[0] = Int64GetDatum(args.run_id);
 			values[1] = CStringGetTextDatum(result);
 			if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -771,7 +819,7 @@ singleton_run_main(Datum main_arg)
 	{
 		ErrorData  *edata;
 		instr_time	elapsed;
-		const char *status;
+		SingletonRunStatus status;
 		char	   *error;
 
 		MemoryContextSwitchTo(runcxt);
@@ -786,9 +834,9 @@ singleton_run_main(Datum main_arg)
 		INSTR_TIME_SUBTRACT(elapsed, start);
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			status = (timeout_ms > 0 && INSTR_TIME_GET_MILLISEC(elapsed) >= timeout_ms) ?
-				"timed_out" : "cancelled";
+				SINGLETON_RUN_TIMED_OUT : SINGLETON_RUN_CANCELLED;
 		else
-			status = "failed";
+			status = SINGLETON_RUN_FAILED;
 		error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
 
 		/* a stopped run is already "cancelled"; finish_run leaves it so */
@@ -800,6 +848,8 @@ singleton_run_main(Datum main_arg)
 	}
 	PG_END_TRY();
 
+	/* the run's end has committed, in either branch */
+	worker_broadcast_run_done();
 	worker_wake_launcher();
 	proc_exit(0);
 }

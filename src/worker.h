@@ -4,12 +4,18 @@
  *		The job launcher and run workers (worker.c) and their SQL helpers
  *		(jobs.c).
  *
+ * Locking: SingletonWorkerShared's mutex (a spinlock) protects the
+ * launcher's pid and latch and the run slots; it is held only to copy a few
+ * fields.  run_done is a condition variable, which needs no lock of ours:
+ * waiters re-read the run from the tables after every wake-up.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef SINGLETON_WORKER_H
 #define SINGLETON_WORKER_H
 
 #include "lib/stringinfo.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 
@@ -37,6 +43,8 @@ typedef struct RunSlot
 
 typedef struct SingletonWorkerShared
 {
+	/* broadcast after a run's final status commits (no lock) */
+	ConditionVariable run_done;
 	slock_t		mutex;			/* protects everything below */
 	int			launcher_pid;
 	Latch	   *launcher_latch;
@@ -44,12 +52,47 @@ typedef struct SingletonWorkerShared
 	RunSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } SingletonWorkerShared;
 
+/*
+ * The status of a run: the SQL enum singleton_run_status, made by
+ * singleton--1.0--1.1.sql with these labels in this order.  SQL the
+ * extension runs splices the names in with SINGLETON_RUN_SQL.
+ */
+typedef enum SingletonRunStatus
+{
+	SINGLETON_RUN_QUEUED,
+	SINGLETON_RUN_RUNNING,
+	SINGLETON_RUN_SUCCEEDED,
+	SINGLETON_RUN_FAILED,
+	SINGLETON_RUN_CANCELLED,
+	SINGLETON_RUN_TIMED_OUT,
+	SINGLETON_RUN_STATUS_COUNT
+} SingletonRunStatus;
+
+#define SINGLETON_RUN_QUEUED_NAME		"queued"
+#define SINGLETON_RUN_RUNNING_NAME		"running"
+#define SINGLETON_RUN_SUCCEEDED_NAME	"succeeded"
+#define SINGLETON_RUN_FAILED_NAME		"failed"
+#define SINGLETON_RUN_CANCELLED_NAME	"cancelled"
+#define SINGLETON_RUN_TIMED_OUT_NAME	"timed_out"
+
+/* A status as an SQL literal: SINGLETON_RUN_SQL(QUEUED) is "'queued'". */
+#define SINGLETON_RUN_SQL(status)		"'" SINGLETON_RUN_##status##_NAME "'"
+
+/* The statuses of a run that has not finished, as an SQL list. */
+#define SINGLETON_RUN_ACTIVE_SQL \
+	"(" SINGLETON_RUN_SQL(QUEUED) ", " SINGLETON_RUN_SQL(RUNNING) ")"
+
+/* Names by SingletonRunStatus (worker.c). */
+extern const char *const singleton_run_status_names[SINGLETON_RUN_STATUS_COUNT];
+extern SingletonRunStatus singleton_run_status_from_name(const char *name);
+
 extern SingletonWorkerShared *singleton_worker;
 
 extern Size worker_shmem_size(void);
 extern void worker_shmem_init(void);
 extern void worker_register_launcher(void);
 extern void worker_wake_launcher(void);
+extern void worker_broadcast_run_done(void);
 
 /*
  * A stretch of our own bookkeeping SQL run as the bootstrap superuser, with
@@ -77,6 +120,7 @@ extern void singleton_end_privileged(SingletonPrivileged *p);
 extern bool singleton_job_owner_problem(Oid role, const char *created_as, Oid dboid,
 										JobOwnerProblem *problem);
 extern int	singleton_job_role_worker_cap(void);
+extern void singleton_run_done_at_commit(void);
 extern void jobs_append_stats(StringInfo buf);
 extern void jobs_append_health(StringInfo buf);
 

@@ -101,7 +101,7 @@ $node->stop('immediate');
 $node->start;
 wait_for("SELECT NOT EXISTS (SELECT 1 FROM singleton_job_run WHERE job_id = $nap AND status IN ('queued', 'running'))",
 	'the runs after the restart');
-is(sql("SELECT string_agg(status, ' ' ORDER BY id) FROM singleton_job_run WHERE job_id = $nap"),
+is(sql("SELECT string_agg(status::text, ' ' ORDER BY id) FROM singleton_job_run WHERE job_id = $nap"),
 	'failed failed succeeded', 'the interrupted runs are failed, the queued one executed');
 like(sql("SELECT error FROM singleton_job_run WHERE job_id = $nap ORDER BY id LIMIT 1"),
 	qr/interrupted: the server restarted/, 'the failure says why');
