@@ -246,11 +246,20 @@ COMMENT ON FUNCTION @extschema@._singleton_job_modify(bigint, text, interval, in
 'internal: change a job the current role may manage';
 
 CREATE FUNCTION @extschema@._singleton_job_remove(job bigint)
-RETURNS boolean
+RETURNS integer[]
 AS 'MODULE_PATHNAME', 'singleton_job_remove'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@._singleton_job_remove(bigint) IS
-'internal: delete a job the current role may manage';
+'internal: stop and delete a job the current role may manage; the pids of its workers to cancel, NULL if no such job';
+
+-- One row per owner with caps, locked while a session counts that owner's
+-- jobs or queued runs and adds one, so concurrent sessions cannot overshoot
+-- the caps.  PUBLIC has no privilege on it, so no role can hold the lock of
+-- another.
+CREATE TABLE @extschema@._singleton_job_owner_lock (owner oid PRIMARY KEY);
+REVOKE ALL ON @extschema@._singleton_job_owner_lock FROM PUBLIC;
+COMMENT ON TABLE @extschema@._singleton_job_owner_lock IS
+'internal: serializes the cap checks of one job owner';
 
 CREATE FUNCTION @extschema@._singleton_run_queue(job bigint)
 RETURNS bigint
@@ -367,21 +376,24 @@ LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    run_id bigint;
+    pids integer[];
+    pid integer;
 BEGIN
     PERFORM @extschema@._singleton_job_database_check();
     IF $1 IS NULL THEN
         RAISE EXCEPTION 'job must not be null' USING ERRCODE = '22004';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.singleton_job
-                   WHERE id = $1 AND pg_has_role(owner::oid, 'USAGE')) THEN
+    pids := @extschema@._singleton_job_remove($1);
+    IF pids IS NULL THEN
         RETURN false;
     END IF;
-    FOR run_id IN SELECT id FROM @extschema@.singleton_job_run
-                  WHERE job_id = $1 AND status IN ('queued', 'running') LOOP
-        PERFORM @extschema@.singleton_job_stop(run_id);
+    -- running commands are cancelled; their workers then roll them back
+    FOREACH pid IN ARRAY pids LOOP
+        IF pid > 0 THEN
+            PERFORM pg_catalog.pg_cancel_backend(pid);
+        END IF;
     END LOOP;
-    RETURN @extschema@._singleton_job_remove($1);
+    RETURN true;
 END $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.singleton_job_execute(job bigint)

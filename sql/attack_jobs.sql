@@ -37,7 +37,7 @@ SELECT aj_err('LOCK TABLE singleton_job IN ACCESS SHARE MODE');
 -- may manage: another role's job looks absent, and stays as it was.
 SELECT aj_err(format($$SELECT _singleton_job_modify(%s, 'SELECT 2', NULL, NULL, NULL)$$, :vjob));
 SELECT aj_err(format('SELECT singleton_job_update(%s, enabled => false)', :vjob));
-SELECT _singleton_job_remove(:vjob) AS removed_other;
+SELECT _singleton_job_remove(:vjob) IS NULL AS not_removed;
 SELECT aj_err(format('SELECT _singleton_run_queue(%s)', :vjob));
 SELECT aj_err(format('SELECT _singleton_run_cancel(%s)', :vrun));
 RESET ROLE;
@@ -105,6 +105,22 @@ FROM singleton_job_run WHERE job_id = :ljob;
 -- with its rights back, the job runs again
 SELECT singleton_job_execute(:ljob) AS r \gset
 SELECT status FROM singleton_job_wait(:r, '60 seconds');
+
+-- A role that allows no connections (CONNECTION LIMIT 0) runs nothing.
+ALTER ROLE aj_victim CONNECTION LIMIT 0;
+SELECT singleton_job_execute(:ljob) AS r \gset
+SELECT status, error FROM singleton_job_wait(:r, '60 seconds');
+ALTER ROLE aj_victim CONNECTION LIMIT -1;
+
+-- A command is at most 1 MB, and a role has at most
+-- singleton.job_role_max_jobs jobs (20 in this suite's configuration).
+SET ROLE aj_mallory;
+SELECT aj_err(format('SELECT singleton_job_create(%L, %L)', 'huge', 'SELECT 1' || repeat(' ', 1048576)));
+SELECT count(singleton_job_create('filler' || i, 'SELECT 1')) FROM generate_series(1, 19) i;
+\set VERBOSITY default
+SELECT singleton_job_create('one_too_many', 'SELECT 1');
+\set VERBOSITY terse
+RESET ROLE;
 
 -- 7. A job whose owner was dropped is disabled with the reason at its next
 -- run, never retried, and never starts a worker again.

@@ -26,6 +26,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -33,6 +34,7 @@
 #include "miscadmin.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/fmgroids.h"
@@ -63,6 +65,7 @@ int			singleton_job_max_attempts = SINGLETON_JOB_MAX_ATTEMPTS_DEFAULT;
 int			singleton_job_max_timeout = 0;
 int			singleton_job_role_worker_share = 50;
 int			singleton_job_role_max_queued = SINGLETON_JOB_MAX_QUEUED_DEFAULT;
+int			singleton_job_role_max_jobs = SINGLETON_JOB_MAX_JOBS_DEFAULT;
 
 /*
  * The extension's schema, quoted for splicing into our own fixed queries,
@@ -178,6 +181,12 @@ singleton_job_owner_problem(Oid role, const char *created_as, Oid dboid,
 		problem->gone = true;
 		problem->message = psprintf("role \"%s\" that owns the job no longer exists (its OID now belongs to role \"%s\")",
 									created_as, NameStr(form->rolname));
+	}
+	else if (form->rolconnlimit == 0)
+	{
+		problem->sqlerrcode = ERRCODE_TOO_MANY_CONNECTIONS;
+		problem->message = psprintf("role \"%s\" allows no connections (CONNECTION LIMIT 0)",
+									NameStr(form->rolname));
 	}
 	else if (!form->rolcanlogin)
 	{
@@ -364,6 +373,12 @@ check_job_settings(const JobSettings *s, Oid owner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job command must not be empty")));
+	if (s->command != NULL && VARSIZE_ANY_EXHDR(s->command) > SINGLETON_JOB_COMMAND_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job command is too long"),
+				 errdetail("The command is %zu bytes; at most %d are allowed.",
+						   VARSIZE_ANY_EXHDR(s->command), SINGLETON_JOB_COMMAND_MAX)));
 	if (s->timeout != NULL)
 		check_job_timeout(s->timeout);
 	if (s->has_max_attempts && s->max_attempts < 1)
@@ -428,23 +443,31 @@ privileged_execute(const char *sql, int nargs, Oid *types, Datum *values,
  * otherwise.  *enabled and *name (palloc'd, may be NULL) are filled in.
  */
 static Oid
-owned_job(const char *schema, int64 job, bool *enabled, char **name)
+owned_job(const char *schema, int64 job, const char *lock, bool *enabled, char **name)
 {
-	char	   *sql;
+	const char *sql = "SELECT owner::oid, enabled, name FROM %s.singleton_job WHERE id = $1 %s";
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	Oid			owner;
 	bool		isnull;
 
-	sql = psprintf("SELECT owner::oid, enabled, name FROM %s.singleton_job WHERE id = $1", schema);
 	values[0] = Int64GetDatum(job);
-	if (privileged_execute(sql, 1, types, values, NULL) != SPI_OK_SELECT)
+	if (privileged_execute(psprintf(sql, schema, ""), 1, types, values, NULL) != SPI_OK_SELECT)
 		elog(ERROR, "could not read job " INT64_FORMAT, job);
 	if (SPI_processed != 1)
 		return InvalidOid;
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (!has_privs_of_role(GetUserId(), owner))
 		return InvalidOid;
+	/* lock only a job the caller may manage, then read it again */
+	if (lock != NULL)
+	{
+		if (privileged_execute(psprintf(sql, schema, lock), 1, types, values, NULL) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock job " INT64_FORMAT, job);
+		if (SPI_processed != 1)
+			return InvalidOid;	/* deleted meanwhile */
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	if (enabled)
 		*enabled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (name)
@@ -466,6 +489,83 @@ run_not_found(int64 run)
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("job run " INT64_FORMAT " does not exist", run)));
+}
+
+/*
+ * Serialize the writes that count an owner's jobs or queued runs against a
+ * cap, so that concurrent sessions cannot overshoot it: a row per owner in
+ * a table PUBLIC cannot touch, locked until the transaction ends.
+ */
+static void
+lock_owner(const char *schema, Oid owner)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+
+	values[0] = ObjectIdGetDatum(owner);
+	if (privileged_execute(psprintf("INSERT INTO %s._singleton_job_owner_lock VALUES ($1)"
+									" ON CONFLICT (owner) DO UPDATE SET owner = EXCLUDED.owner",
+									schema), 1, types, values, NULL) != SPI_OK_INSERT)
+		elog(ERROR, "could not lock the jobs of role %u", owner);
+}
+
+/* How many rows a counting query of ours found. */
+static int64
+count_rows(const char *sql, Oid owner)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(owner);
+	if (privileged_execute(sql, 1, types, values, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the jobs of role %u", owner);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A role that is not a superuser has at most singleton.job_role_max_jobs. */
+static void
+check_job_count(const char *schema, Oid owner)
+{
+	int64		jobs;
+
+	if (superuser_arg(owner))
+		return;
+	lock_owner(schema, owner);
+	jobs = count_rows(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job"
+							   " WHERE owner = $1::pg_catalog.regrole", schema), owner);
+	if (jobs >= singleton_job_role_max_jobs)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" has too many jobs", GetUserNameFromId(owner, false)),
+				 errdetail("It has " INT64_FORMAT " jobs; singleton.job_role_max_jobs is %d.",
+						   jobs, singleton_job_role_max_jobs),
+				 errhint("Delete jobs it no longer needs.")));
+}
+
+/* A role that is not a superuser has at most singleton.job_role_max_queued. */
+static void
+check_queue_length(const char *schema, Oid owner)
+{
+	int64		queued;
+
+	if (superuser_arg(owner))
+		return;
+	lock_owner(schema, owner);
+	/* the queued-runs index makes this one probe per job of the owner */
+	queued = count_rows(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
+								 " JOIN %s.singleton_job_run r ON r.job_id = j.id"
+								 " WHERE j.owner = $1::pg_catalog.regrole"
+								 " AND r.status = " SINGLETON_RUN_SQL(QUEUED), schema, schema),
+						owner);
+	if (queued >= singleton_job_role_max_queued)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" has too many queued job runs",
+						GetUserNameFromId(owner, false)),
+				 errdetail("It has " INT64_FORMAT " queued runs; singleton.job_role_max_queued is %d.",
+						   queued, singleton_job_role_max_queued),
+				 errhint("Wait for runs to finish, or stop some with singleton_job_stop.")));
 }
 
 /*
@@ -508,6 +608,7 @@ singleton_job_insert(PG_FUNCTION_ARGS)
 				   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole, $6::pg_catalog.name) RETURNING id",
 				   schema);
 	SPI_connect();
+	check_job_count(schema, me);
 	if (privileged_execute(sql, 6, types, values, nulls) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not create the job");
@@ -540,7 +641,7 @@ singleton_job_modify(PG_FUNCTION_ARGS)
 	job_settings_from_args(fcinfo, 1, false, &settings);
 	schema = require_schema();
 	SPI_connect();
-	owner = owned_job(schema, job, NULL, NULL);
+	owner = owned_job(schema, job, NULL, NULL, NULL);
 	check_job_settings(&settings, owner);
 	if (!OidIsValid(owner))
 		job_not_found(job);
@@ -563,9 +664,11 @@ singleton_job_modify(PG_FUNCTION_ARGS)
 }
 
 /*
- * _singleton_job_remove(job): delete a job and its history; false if there
- * is no such job the current role may manage.  Active runs must have been
- * stopped by the caller.
+ * _singleton_job_remove(job): stop a job's active runs and delete it with
+ * its history, the job row locked first so that concurrent deletes and
+ * queueing wait for each other instead of deadlocking.  Returns the pids of
+ * the workers to cancel (possibly none), or NULL if there is no such job
+ * the current role may manage.
  */
 Datum
 singleton_job_remove(PG_FUNCTION_ARGS)
@@ -574,26 +677,54 @@ singleton_job_remove(PG_FUNCTION_ARGS)
 	char	   *schema;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	bool		removed = false;
+	Datum	   *pids;
+	uint64		i;
+	ArrayType  *result;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
 
 	singleton_require_loaded();
 	singleton_require_arg(fcinfo, 0, "job");
 	job = PG_GETARG_INT64(0);
 	schema = require_schema();
+	values[0] = Int64GetDatum(job);
 	SPI_connect();
-	if (OidIsValid(owned_job(schema, job, NULL, NULL)))
+	if (!OidIsValid(owned_job(schema, job, "FOR UPDATE", NULL, NULL)))
 	{
-		values[0] = Int64GetDatum(job);
-		if (privileged_execute(psprintf("DELETE FROM %s.singleton_job WHERE id = $1", schema),
-							   1, types, values, NULL) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete job " INT64_FORMAT, job);
-		removed = SPI_processed == 1;
-		/* waiters for its runs must look again: they get 42704 */
-		if (removed)
-			singleton_run_done_at_commit();
+		SPI_finish();
+		PG_RETURN_NULL();
 	}
+	if (privileged_execute(psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(CANCELLED) ","
+									" finished_at = pg_catalog.clock_timestamp()"
+									" WHERE job_id = $1 AND status IN " SINGLETON_RUN_ACTIVE_SQL
+									" RETURNING coalesce(worker_pid, 0), id", schema),
+						   1, types, values, NULL) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not stop the runs of job " INT64_FORMAT, job);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		worker_request_stop(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 2, &isnull)));
+	}
+	/* the result outlives SPI's memory */
+	spi = MemoryContextSwitchTo(caller);
+	pids = palloc(sizeof(Datum) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		pids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	result = construct_array(pids, (int) SPI_processed, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+	MemoryContextSwitchTo(spi);
+	if (privileged_execute(psprintf("DELETE FROM %s.singleton_job WHERE id = $1", schema),
+						   1, types, values, NULL) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete job " INT64_FORMAT, job);
+	/* waiters for its runs must look again: they get 42704 */
+	singleton_run_done_at_commit();
 	SPI_finish();
-	PG_RETURN_BOOL(removed);
+	PG_RETURN_ARRAYTYPE_P(result);
 }
 
 /*
@@ -610,8 +741,8 @@ singleton_run_queue(PG_FUNCTION_ARGS)
 	char	   *name = NULL;
 	bool		enabled = false;
 	Oid			owner;
-	Oid			types[2] = {INT8OID, OIDOID};
-	Datum		values[2];
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
 	bool		isnull;
 	int64		run;
 
@@ -620,7 +751,7 @@ singleton_run_queue(PG_FUNCTION_ARGS)
 	job = PG_GETARG_INT64(0);
 	schema = require_schema();
 	SPI_connect();
-	owner = owned_job(schema, job, &enabled, &name);
+	owner = owned_job(schema, job, "FOR KEY SHARE", &enabled, &name);
 	if (!OidIsValid(owner))
 		job_not_found(job);
 	if (!enabled)
@@ -628,30 +759,8 @@ singleton_run_queue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("job \"%s\" is disabled", name),
 				 errhint("Enable it with singleton_job_update(job, enabled => true).")));
+	check_queue_length(schema, owner);
 	values[0] = Int64GetDatum(job);
-	values[1] = ObjectIdGetDatum(owner);
-	if (!superuser_arg(owner))
-	{
-		int64		queued;
-
-		/* the queued-runs index makes this one probe per job of the owner */
-		if (privileged_execute(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
-										" JOIN %s.singleton_job_run r ON r.job_id = j.id"
-										" WHERE j.owner = $2::pg_catalog.regrole"
-										" AND r.status = " SINGLETON_RUN_SQL(QUEUED)
-										" AND $1 IS NOT NULL", schema, schema),
-							   2, types, values, NULL) != SPI_OK_SELECT)
-			elog(ERROR, "could not count queued runs");
-		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (queued >= singleton_job_role_max_queued)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("role \"%s\" has too many queued job runs",
-							GetUserNameFromId(owner, false)),
-					 errdetail("It has " INT64_FORMAT " queued runs; singleton.job_role_max_queued is %d.",
-							   queued, singleton_job_role_max_queued),
-					 errhint("Wait for runs to finish, or stop some with singleton_job_stop.")));
-	}
 	if (privileged_execute(psprintf("INSERT INTO %s.singleton_job_run (job_id) VALUES ($1) RETURNING id",
 									schema), 1, types, values, NULL) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not queue a run of job " INT64_FORMAT, job);
@@ -703,6 +812,7 @@ singleton_run_cancel(PG_FUNCTION_ARGS)
 	{
 		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		singleton_run_done_at_commit();
+		worker_request_stop(run);
 	}
 	SPI_finish();
 	PG_RETURN_INT32(pid);

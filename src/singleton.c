@@ -239,6 +239,15 @@ define_job_and_persist_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("singleton.job_role_max_jobs",
+							"Most jobs one role (not a superuser) may own.",
+							NULL,
+							&singleton_job_role_max_jobs,
+							SINGLETON_JOB_MAX_JOBS_DEFAULT, 1, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("singleton.persist",
 							 "Save the registry to a file at shutdown and periodically, and load it at startup.",
 							 NULL,
@@ -275,7 +284,7 @@ define_postmaster_gucs(void)
 							"How many job runs execute at once.",
 							NULL,
 							&singleton_max_workers,
-							4, 1, 64,
+							4, 1, SINGLETON_MAX_WORKERS_LIMIT,
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);

@@ -45,6 +45,7 @@
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -195,16 +196,24 @@ finish_run(const char *schema, int64 run_id, SingletonRunStatus status,
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
+	/*
+	 * A row another transaction holds (a stop not yet committed, a job being
+	 * deleted) is skipped, not waited for: the launcher must not stall on a
+	 * user's lock.  A run left "running" so is failed by fail_orphans later.
+	 */
 	sql = psprintf("WITH f AS ("
 				   " UPDATE %s.singleton_job_run SET status = $2::%s.singleton_run_status,"
 				   "        finished_at = clock_timestamp(), error = $3, result = $4"
-				   " WHERE id = $1 AND status = " SINGLETON_RUN_SQL(RUNNING)
+				   " WHERE id = (SELECT l.id FROM %s.singleton_job_run l"
+				   "             WHERE l.id = $1 AND l.status = " SINGLETON_RUN_SQL(RUNNING)
+				   "             FOR UPDATE SKIP LOCKED)"
 				   " RETURNING job_id, attempt)"
 				   " INSERT INTO %s.singleton_job_run (job_id, attempt)"
 				   " SELECT f.job_id, f.attempt + 1 FROM f JOIN %s.singleton_job j ON j.id = f.job_id"
 				   " WHERE $5 AND f.attempt < j.max_attempts"
-				   " AND (f.attempt < $6 OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner))",
-				   schema, schema, schema, schema);
+				   " AND (f.attempt < $6 OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner))"
+				   " FOR KEY SHARE OF j SKIP LOCKED",
+				   schema, schema, schema, schema, schema);
 	/* only failures and timeouts are retried */
 	retry = retry && (status == SINGLETON_RUN_FAILED || status == SINGLETON_RUN_TIMED_OUT);
 	values[0] = Int64GetDatum(run_id);
@@ -265,6 +274,56 @@ slot_has_run(int64 run_id)
 }
 
 /*
+ * A command may catch its query cancel (a statement timeout, a stop) and go
+ * on.  Past its deadline, or a grace period after a stop, its worker is
+ * terminated, so no run outlives its timeout or its stop by more than the
+ * grace period.
+ */
+static void
+terminate_if_overdue(int i)
+{
+	RunSlot    *slot = &singleton_worker->slots[i];
+	TimestampTz now = GetCurrentTimestamp();
+	bool		overdue;
+	bool		timed_out;
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	timed_out = slot->deadline != 0 && now > slot->deadline;
+	overdue = !slot->terminated && (timed_out || (slot->stop_at != 0 && now > slot->stop_at));
+	if (overdue)
+	{
+		slot->terminated = true;
+		slot->timed_out = timed_out;
+	}
+	SpinLockRelease(&singleton_worker->mutex);
+	if (!overdue || run_handles[i] == NULL)
+		return;
+	ereport(LOG,
+			(errmsg("singleton: terminating the worker of run " INT64_FORMAT ", which ignored its %s",
+					slot->run_id, timed_out ? "timeout" : "stop")));
+	TerminateBackgroundWorker(run_handles[i]);
+}
+
+/*
+ * A stop of a run (singleton_job_stop, singleton_job_delete): if its
+ * worker ignores the cancel, the launcher terminates it after the grace
+ * period.
+ */
+void
+worker_request_stop(int64 run_id)
+{
+	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 SINGLETON_RUN_KILL_GRACE_MS);
+	int			i;
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	for (i = 0; i < singleton_worker->nslots; i++)
+		if (singleton_worker->slots[i].run_id == run_id && singleton_worker->slots[i].stop_at == 0)
+			singleton_worker->slots[i].stop_at = at;
+	SpinLockRelease(&singleton_worker->mutex);
+}
+
+/*
  * Free the slots of run workers that have exited.  A run still marked
  * running after its worker exited (it died, or could not even connect) is
  * failed here.
@@ -297,14 +356,21 @@ reap_workers(const char *schema)
 		else
 			gone = (pid == 0 || BackendPidGetProc(pid) == NULL);
 		if (!gone)
+		{
+			terminate_if_overdue(i);
 			continue;
+		}
 
 		begin_tx("singleton: reaping a job worker");
 		{
 			JobOwnerProblem problem;
 
 			/* a worker that could not connect as the owner says why only in the log */
-			if (singleton_job_owner_problem(slot->owner, NULL, MyDatabaseId, &problem))
+			if (slot->timed_out)
+				finish_run(schema, run_id, SINGLETON_RUN_TIMED_OUT,
+						   "57014: canceling statement due to statement timeout (the command ignored the cancel, so its worker was terminated)",
+						   NULL, true);
+			else if (singleton_job_owner_problem(slot->owner, NULL, MyDatabaseId, &problem))
 				finish_run(schema, run_id, SINGLETON_RUN_FAILED, problem_error(&problem),
 						   NULL, false);
 			else
@@ -381,45 +447,96 @@ free_slot(void)
 }
 
 /*
+ * Runs each owner has executing, from the launcher's own slots (a stopped
+ * run whose worker has not exited yet still holds its slot), as the two
+ * arrays claim_next_run passes to SQL.
+ */
+static void
+busy_owners(Datum *owners_array, Datum *counts_array)
+{
+	Datum		owners[SINGLETON_MAX_WORKERS_LIMIT];
+	Datum		counts[SINGLETON_MAX_WORKERS_LIMIT];
+	int			n = 0;
+	int			i;
+	int			k;
+
+	SpinLockAcquire(&singleton_worker->mutex);
+	for (i = 0; i < singleton_worker->nslots; i++)
+	{
+		RunSlot    *slot = &singleton_worker->slots[i];
+
+		if (slot->run_id == 0)
+			continue;
+		for (k = 0; k < n && DatumGetObjectId(owners[k]) != slot->owner; k++)
+			;
+		if (k == n)
+		{
+			owners[n] = ObjectIdGetDatum(slot->owner);
+			counts[n++] = Int32GetDatum(0);
+		}
+		counts[k] = Int32GetDatum(DatumGetInt32(counts[k]) + 1);
+	}
+	SpinLockRelease(&singleton_worker->mutex);
+	*owners_array = PointerGetDatum(construct_array(owners, n, OIDOID, sizeof(Oid), true,
+													TYPALIGN_INT));
+	*counts_array = PointerGetDatum(construct_array(counts, n, INT4OID, sizeof(int32), true,
+													TYPALIGN_INT));
+}
+
+/* Candidates claim_next_run looks at, past any a user's lock holds. */
+#define CLAIM_CANDIDATES	16
+
+/*
  * The next run to start: among the oldest queued run of each enabled job,
  * the one whose owner has the fewest runs executing, oldest first, skipping
  * owners (not superusers) already at singleton.job_role_worker_share.  The
- * cost grows with the number of enabled jobs, never with how many runs
- * wait (the queued and running partial indexes).  Claims it as running and
- * returns its id, owner and the owner's name when it made the job; 0 if
- * none.  Caller has a transaction and SPI.
+ * jobs with queued runs are found by a loose scan of the queued-runs index
+ * (one probe per such job), so the cost grows neither with how many runs
+ * wait nor with how many jobs are idle.  A run row another transaction
+ * holds is skipped.  Claims the run as running and returns its id, owner
+ * and the owner's name when it made the job; 0 if none.  Caller has a
+ * transaction and SPI.
  */
 static int64
 claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 {
 	char	   *sql;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
+	Oid			types[3] = {INT4OID, OIDARRAYOID, INT4ARRAYOID};
+	Datum		values[3];
 	bool		isnull;
 
-	sql = psprintf("WITH busy AS ("
-				   "  SELECT j.owner, count(*) AS n FROM %s.singleton_job_run r"
-				   "  JOIN %s.singleton_job j ON j.id = r.job_id"
-				   "  WHERE r.status = " SINGLETON_RUN_SQL(RUNNING) " GROUP BY j.owner),"
+	sql = psprintf("WITH RECURSIVE qj(job_id) AS ("
+				   "  SELECT min(job_id) FROM %s.singleton_job_run"
+				   "  WHERE status = " SINGLETON_RUN_SQL(QUEUED)
+				   "  UNION ALL"
+				   "  SELECT (SELECT min(r.job_id) FROM %s.singleton_job_run r"
+				   "          WHERE r.status = " SINGLETON_RUN_SQL(QUEUED) " AND r.job_id > qj.job_id)"
+				   "  FROM qj WHERE qj.job_id IS NOT NULL),"
+				   " busy AS (SELECT * FROM unnest($2, $3) AS b(owner, n)),"
 				   " heads AS ("
-				   "  SELECT h.id, j.owner FROM %s.singleton_job j,"
+				   "  SELECT h.id, j.owner FROM qj JOIN %s.singleton_job j ON j.id = qj.job_id,"
 				   "  LATERAL (SELECT q.id FROM %s.singleton_job_run q"
 				   "           WHERE q.job_id = j.id AND q.status = " SINGLETON_RUN_SQL(QUEUED)
 				   "           ORDER BY q.id LIMIT 1) h"
 				   "  WHERE j.enabled),"
-				   " next AS ("
-				   "  SELECT h.id FROM heads h LEFT JOIN busy b ON b.owner = h.owner"
+				   " ranked AS ("
+				   "  SELECT h.id, coalesce(b.n, 0) AS n FROM heads h LEFT JOIN busy b ON b.owner = h.owner::oid"
 				   "  WHERE coalesce(b.n, 0) < $1"
 				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = h.owner)"
-				   "  ORDER BY coalesce(b.n, 0), h.id LIMIT 1)"
+				   "  ORDER BY 2, 1 LIMIT %d),"
+				   " pick AS ("
+				   "  SELECT q.id FROM %s.singleton_job_run q JOIN ranked k ON k.id = q.id"
+				   "  WHERE q.status = " SINGLETON_RUN_SQL(QUEUED)
+				   "  ORDER BY k.n, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
 				   " UPDATE %s.singleton_job_run r SET status = " SINGLETON_RUN_SQL(RUNNING) ","
 				   "        started_at = clock_timestamp()"
-				   " FROM next, %s.singleton_job j"
-				   " WHERE r.id = next.id AND j.id = r.job_id AND r.status = " SINGLETON_RUN_SQL(QUEUED)
+				   " FROM pick, %s.singleton_job j"
+				   " WHERE r.id = pick.id AND j.id = r.job_id"
 				   " RETURNING r.id, j.owner::oid, j.owner_name::text, j.id",
-				   schema, schema, schema, schema, schema, schema);
+				   schema, schema, schema, schema, CLAIM_CANDIDATES, schema, schema, schema);
 	values[0] = Int32GetDatum(singleton_job_role_worker_cap());
-	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	busy_owners(&values[1], &values[2]);
+	if (SPI_execute_with_args(sql, 3, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim a queued run");
 	if (SPI_processed == 0)
 		return 0;
@@ -505,6 +622,10 @@ dispatch(const char *schema)
 		singleton_worker->slots[slot].run_id = run_id;
 		singleton_worker->slots[slot].pid = 0;
 		singleton_worker->slots[slot].owner = owner;
+		singleton_worker->slots[slot].deadline = 0;
+		singleton_worker->slots[slot].stop_at = 0;
+		singleton_worker->slots[slot].terminated = false;
+		singleton_worker->slots[slot].timed_out = false;
 		SpinLockRelease(&singleton_worker->mutex);
 		end_tx();
 
@@ -783,7 +904,15 @@ singleton_run_main(Datum main_arg)
 
 		begin_tx(command);
 		if (timeout_ms > 0)
+		{
+			TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   timeout_ms + SINGLETON_RUN_KILL_GRACE_MS);
+
+			SpinLockAcquire(&singleton_worker->mutex);
+			singleton_worker->slots[args.slot].deadline = deadline;
+			SpinLockRelease(&singleton_worker->mutex);
 			arm_statement_timeout(timeout_ms);
+		}
 		ret = SPI_execute(command, false, 0);
 		disarm_statement_timeout();
 		if (ret < 0)

@@ -16,6 +16,7 @@
 
 #include "lib/stringinfo.h"
 #include "storage/condition_variable.h"
+#include "datatype/timestamp.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 
@@ -27,19 +28,32 @@ extern int	singleton_job_max_attempts;
 extern int	singleton_job_max_timeout;	/* ms; 0 = no cap */
 extern int	singleton_job_role_worker_share;
 extern int	singleton_job_role_max_queued;
+extern int	singleton_job_role_max_jobs;
 
 /* Defaults of the job caps (also used by the GUC definitions). */
 #define SINGLETON_JOB_MAX_ATTEMPTS_DEFAULT	10
 #define SINGLETON_JOB_MAX_ATTEMPTS_LIMIT	1000
 #define SINGLETON_JOB_MAX_QUEUED_DEFAULT	1000
+#define SINGLETON_JOB_MAX_JOBS_DEFAULT		1000
+/* Longest job command, bytes (a documented limit). */
+#define SINGLETON_JOB_COMMAND_MAX			(1024 * 1024)
 
 /* One concurrent run: which run, and the pid of its worker once started. */
 typedef struct RunSlot
 {
 	int64		run_id;			/* 0 = free */
 	int			pid;			/* 0 until the worker has started */
-	Oid			owner;			/* the job's owner, for the reaper's reason */
+	Oid			owner;			/* the job's owner: shares, reasons */
+	TimestampTz deadline;		/* past it (timeout and grace), the launcher
+								 * terminates the worker; 0 = none */
+	TimestampTz stop_at;		/* the same after a stop; 0 = none */
+	bool		terminated;		/* the launcher terminated the worker */
+	bool		timed_out;		/* ... because of its deadline */
 } RunSlot;
+
+/* What a command that ignores its cancel gets before it is terminated. */
+#define SINGLETON_RUN_KILL_GRACE_MS	2000
+#define SINGLETON_MAX_WORKERS_LIMIT	64
 
 typedef struct SingletonWorkerShared
 {
@@ -92,6 +106,7 @@ extern Size worker_shmem_size(void);
 extern void worker_shmem_init(void);
 extern void worker_register_launcher(void);
 extern void worker_wake_launcher(void);
+extern void worker_request_stop(int64 run_id);
 extern void worker_broadcast_run_done(void);
 
 /*
