@@ -21,8 +21,8 @@ DATA = singleton--1.0.sql singleton--1.0--1.1.sql
 PGFILEDESC = "singleton - shared-memory registry for PostgreSQL"
 
 # The tests start their own server with the library preloaded.
-# full runs last: filling the area leaves DSA superblocks behind
-REGRESS = registry errors security scoping factory ratelimit jobs null_arguments attack_search_path attack_jobs attack_squatting attack_memory version_differences wait_events full
+# full_registry runs last: filling the area leaves DSA superblocks behind
+REGRESS = set_get_delete_incr bad_input owners_and_private_entries per_database factories rate_limits jobs_as_owner null_arguments attack_search_path attack_jobs attack_squatting attack_memory version_differences wait_events full_registry
 REGRESS_OPTS = --temp-config=$(srcdir)/test/singleton.conf --temp-instance=./tmp_check
 ISOLATION = set-delete factory-race factory-failure factory-terminate factory-waiter factory-recursion attack-squatting
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/isolation.conf --temp-instance=./tmp_check_iso

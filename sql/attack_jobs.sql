@@ -2,11 +2,11 @@
 -- job tables, forging or taking over another role's jobs and runs, learning
 -- or squatting job names, flooding the queue past the caps, and runs of
 -- owners that lost their rights or no longer exist.  Each must fail, and a
--- refused run must say why.  (Uses sqlstate_of from errors.sql and the caps
+-- refused run must say why.  (Uses sql/include/helpers.sql and the caps
 -- in test/singleton.conf: job_max_timeout 1h, job_role_max_queued 20.)
 CREATE ROLE aj_victim LOGIN;
 CREATE ROLE aj_mallory LOGIN;
-GRANT EXECUTE ON FUNCTION sqlstate_of(text) TO PUBLIC;
+\i sql/include/helpers.sql
 -- sqlstate_of without job and run ids, which depend on the suites before
 CREATE FUNCTION aj_err(q text) RETURNS text LANGUAGE sql AS
 $$ SELECT regexp_replace(sqlstate_of(q), '(job run|job) [0-9]+', '\1 N', 'g') $$;

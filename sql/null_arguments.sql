@@ -2,6 +2,7 @@
 -- argument (one without a DEFAULT) raises 22004 naming the argument and
 -- changes nothing; a NULL for an optional argument means its default.
 -- (sqlstate_of comes from the errors test.)
+\i sql/include/helpers.sql
 \set VERBOSITY terse
 
 -- what exists before, and must still exist unchanged after, the failed calls
@@ -86,9 +87,8 @@ JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'singleton'
 WHERE p.proisstrict AND p.pronargs > 0
 ORDER BY 1::text;
 
--- clean up; the limiter key goes once its bucket is full again (after 1 s)
+-- clean up (the limiter key goes by itself once its bucket is full again)
 SELECT singleton_delete(name) FROM singleton_entries WHERE name LIKE 'n\_%' ORDER BY name;
-SELECT pg_sleep(1.1);
 SELECT count(*) FROM singleton_rate_limit('n_sweep', 4, 2, '1 second', 0);
 
 -- CREATE EXTENSION installs 1.1; an existing 1.0 updates to it

@@ -1,11 +1,8 @@
 -- A full registry (singleton.memory_limit = 4MB in the test configuration).
+\i sql/include/helpers.sql
 SELECT singleton_set('keep', '"precious"');
- singleton_set 
----------------
- 
-(1 row)
-
 CREATE SEQUENCE full_factory_runs;
+
 -- fill it with large values, then with small ones, until nothing fits
 DO $$
 DECLARE
@@ -30,50 +27,16 @@ BEGIN
     END LOOP;
     RAISE NOTICE 'large values stored: %', i > 5;
 END $$;
-NOTICE:  large values stored: t
+
 -- every write that needs memory is refused with 53200 and changes nothing
 SELECT sqlstate_of($$SELECT singleton_set('one_more', to_jsonb(repeat('x', 20000)))$$);
-            sqlstate_of            
------------------------------------
- 53200: singleton registry is full
-(1 row)
-
 SELECT sqlstate_of($$SELECT singleton_set('keep', to_jsonb(repeat('y', 20000)))$$);
-            sqlstate_of            
------------------------------------
- 53200: singleton registry is full
-(1 row)
-
 SELECT singleton_get('keep');
- singleton_get 
----------------
- "precious"
-(1 row)
-
 SELECT singleton_has('one_more');
- singleton_has 
----------------
- f
-(1 row)
-
 -- a factory is not run when there is no room for its entry
 SELECT sqlstate_of($$SELECT singleton_get('made', 'SELECT nextval(''full_factory_runs'')')$$);
-            sqlstate_of            
------------------------------------
- 53200: singleton registry is full
-(1 row)
-
 SELECT last_value, is_called FROM full_factory_runs;
- last_value | is_called 
-------------+-----------
-          1 | f
-(1 row)
-
 SELECT h->>'status' AS status, h->'registry_full' AS full FROM singleton_health() h;
-  status  | full 
-----------+------
- degraded | true
-(1 row)
 
 -- the message as a user sees it
 DO $$
@@ -86,48 +49,13 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
     RAISE NOTICE '%: % (hint: %)', SQLSTATE, msg, hint;
 END $$;
-NOTICE:  53200: singleton registry is full (hint: Delete entries, or raise singleton.memory_limit and restart the server.)
+
 -- deleting makes room again
 SELECT singleton_clear() > 5 AS cleared;
- cleared 
----------
- t
-(1 row)
-
 SELECT h->'registry_full' AS full FROM singleton_health() h;
- full  
--------
- false
-(1 row)
-
 SELECT singleton_set('one_more', to_jsonb(repeat('x', 20000)));
- singleton_set 
----------------
- 
-(1 row)
-
 SELECT length(singleton_get('one_more') #>> '{}');
- length 
---------
-  20000
-(1 row)
-
 SELECT singleton_get('made', 'SELECT nextval(''full_factory_runs'')');
- singleton_get 
----------------
- 1
-(1 row)
-
 SELECT singleton_clear();
- singleton_clear 
------------------
-               2
-(1 row)
-
 SELECT (singleton_health()->>'memory_used_bytes')::bigint AS used;
- used 
-------
-    0
-(1 row)
-
 DROP SEQUENCE full_factory_runs;

@@ -1,4 +1,5 @@
 -- Ownership and private entries between roles.
+\i sql/include/helpers.sql
 CREATE ROLE singleton_alice;
 CREATE ROLE singleton_bob;
 CREATE ROLE singleton_carol IN ROLE singleton_alice;   -- has alice's privileges

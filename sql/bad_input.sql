@@ -1,11 +1,5 @@
 -- Every documented error, with its SQLSTATE; a failed call changes nothing.
-CREATE FUNCTION sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/helpers.sql
 
 -- names are 1 to 255 bytes
 SELECT sqlstate_of($$SELECT singleton_set('', '1')$$);

@@ -1,4 +1,5 @@
 -- singleton_get(name, factory) in one session; races are in specs/ and t/.
+\i sql/include/helpers.sql
 CREATE SEQUENCE factory_runs;
 
 -- the factory runs once; later calls return the stored value
