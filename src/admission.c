@@ -48,18 +48,18 @@ typedef struct AdmissionShared
 static AdmissionShared *admission = NULL;
 
 Size
-admission_shmem_size(void)
+singleton_admission_shmem_size(void)
 {
 	return add_size(offsetof(AdmissionShared, ring),
 					mul_size(SINGLETON_RATE_LIMIT_MAX, sizeof(int64)));
 }
 
 void
-admission_shmem_init(void)
+singleton_admission_shmem_init(void)
 {
 	bool		found;
 
-	admission = ShmemInitStruct("singleton admission", admission_shmem_size(), &found);
+	admission = ShmemInitStruct("singleton admission", singleton_admission_shmem_size(), &found);
 	if (found)
 		return;
 	SpinLockInit(&admission->mutex);
@@ -96,7 +96,7 @@ window_admit(AdmissionShared *a, int64 now, int limit)
 }
 
 bool
-admission_admit(void)
+singleton_admission_admit(void)
 {
 	int			limit = singleton_ops_per_second;
 	int64		now;
@@ -107,7 +107,7 @@ admission_admit(void)
 
 	now = (int64) singleton_now_ns();
 	/* the role's own share first, so one role cannot take the whole window */
-	if (!quota_admit(GetUserId(), now, limit))
+	if (!singleton_quota_admit(GetUserId(), now, limit))
 	{
 		pg_atomic_fetch_add_u64(&admission->refused, 1);
 		return false;
@@ -118,22 +118,22 @@ admission_admit(void)
 
 	if (!admit)
 	{
-		quota_admit_refund(GetUserId(), limit);
+		singleton_quota_admit_refund(GetUserId(), limit);
 		pg_atomic_fetch_add_u64(&admission->refused, 1);
 	}
 	return admit;
 }
 
 uint64
-admission_refused_count(void)
+singleton_admission_refused_count(void)
 {
 	return pg_atomic_read_u64(&admission->refused);
 }
 
 void
-admission_require(const char *what)
+singleton_admission_require(const char *what)
 {
-	if (!admission_admit())
+	if (!singleton_admission_admit())
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("singleton rate limit of %d operations per second exceeded",

@@ -16,10 +16,10 @@
 /* GUC (singleton.c): admissions per second, 0 = off */
 extern int	singleton_ops_per_second;
 
-extern Size admission_shmem_size(void);
-extern void admission_shmem_init(void);
-extern bool admission_admit(void);
-extern void admission_require(const char *what);
-extern uint64 admission_refused_count(void);
+extern Size singleton_admission_shmem_size(void);
+extern void singleton_admission_shmem_init(void);
+extern bool singleton_admission_admit(void);
+extern void singleton_admission_require(const char *what);
+extern uint64 singleton_admission_refused_count(void);
 
 #endif							/* SINGLETON_ADMISSION_H */

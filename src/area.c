@@ -245,7 +245,7 @@ singleton_area_attach_table(const dshash_parameters *params, dshash_table_handle
 void
 singleton_area_check_share(Oid role, Size request)
 {
-	quota_check(role, request, singleton_area_shared->memory_limit);
+	singleton_quota_check(role, request, singleton_area_shared->memory_limit);
 }
 
 /* Count bytes allocated (delta > 0) or freed, globally and for a role. */
@@ -254,7 +254,7 @@ singleton_area_account(Oid role, int64 delta)
 {
 	SingletonAreaShared *s = singleton_area_shared;
 
-	quota_charge(role, delta);
+	singleton_quota_charge(role, delta);
 	if (delta >= 0)
 		pg_atomic_fetch_add_u64(&s->memory_used, (uint64) delta);
 	else

@@ -4,7 +4,7 @@
  *		singleton_get(name, factory): lazy creation that runs once.
  *
  * The first caller claims the name by publishing an initializing entry
- * (registry_claim), holds no lock, runs the factory query
+ * (singleton_registry_claim), holds no lock, runs the factory query
  * through SPI as the calling role and stores the result.  Other callers
  * sleep on a condition variable, holding no lock, until the entry is ready
  * or gone; if it is gone (the factory failed) one of them claims it next.
@@ -87,19 +87,19 @@ static FactoryShared *factory_shared = NULL;
 static bool backend_initialized = false;
 
 Size
-factory_shmem_size(void)
+singleton_factory_shmem_size(void)
 {
 	return add_size(offsetof(FactoryShared, slots),
 					mul_size(MaxBackends, sizeof(FactoryWaitSlot)));
 }
 
 void
-factory_shmem_init(void)
+singleton_factory_shmem_init(void)
 {
 	bool		found;
 	int			i;
 
-	factory_shared = ShmemInitStruct("singleton factory", factory_shmem_size(), &found);
+	factory_shared = ShmemInitStruct("singleton factory", singleton_factory_shmem_size(), &found);
 	if (found)
 		return;
 	factory_shared->nslots = MaxBackends;
@@ -135,7 +135,7 @@ set_waiting_for(int pid)
 static void
 wake_waiters(Oid dbid, const char *name, int len)
 {
-	ConditionVariableBroadcast(registry_entry_cv(dbid, name, len));
+	ConditionVariableBroadcast(singleton_registry_entry_cv(dbid, name, len));
 }
 
 /* Drop claims made at or below subid (all if subid is invalid). */
@@ -149,7 +149,7 @@ abandon_claims(SubTransactionId subid)
 		if (subid != InvalidSubTransactionId && p->subid < subid)
 			break;
 		/* forget the claim only once it is gone, so a failure here retries */
-		if (registry_abandon_claim(p->dbid, p->name, p->len, p->generation))
+		if (singleton_registry_abandon_claim(p->dbid, p->name, p->len, p->generation))
 			wake_waiters(p->dbid, p->name, p->len);
 		npending--;
 	}
@@ -306,7 +306,7 @@ static void
 wait_for_factory(const char *name, int len, int creator_pid,
 				 TimestampTz wait_start)
 {
-	ConditionVariable *cv = registry_entry_cv(MyDatabaseId, name, len);
+	ConditionVariable *cv = singleton_registry_entry_cv(MyDatabaseId, name, len);
 	TimestampTz last_check = GetCurrentTimestamp();	/* no check before a full interval */
 	int			cycle_seen = 0;
 
@@ -319,7 +319,7 @@ wait_for_factory(const char *name, int len, int creator_pid,
 		int			pid = creator_pid;
 
 		/* re-check after preparing to sleep, so no wakeup is missed */
-		if (!registry_initializing(name, len, &creator_pid))
+		if (!singleton_registry_initializing(name, len, &creator_pid))
 			break;
 		if (creator_pid != pid)
 		{
@@ -331,7 +331,7 @@ wait_for_factory(const char *name, int len, int creator_pid,
 		if (BackendPidGetProc(creator_pid) == NULL)
 		{
 			/* the creator is gone without cleaning up: take its place */
-			if (registry_remove_stale_claim(name, len, creator_pid))
+			if (singleton_registry_remove_stale_claim(name, len, creator_pid))
 				wake_waiters(MyDatabaseId, name, len);
 			break;
 		}
@@ -490,7 +490,7 @@ push_claim(const char *name, int len, uint64 generation)
 	if (npending >= MAX_PENDING_CLAIMS)
 	{
 		/* give the claim back before complaining */
-		if (registry_abandon_claim(MyDatabaseId, name, len, generation))
+		if (singleton_registry_abandon_claim(MyDatabaseId, name, len, generation))
 			wake_waiters(MyDatabaseId, name, len);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -614,7 +614,7 @@ run_claimed(const FactoryCall *c, uint64 generation)
 		INSTR_TIME_SET_CURRENT(duration);
 		INSTR_TIME_SUBTRACT(duration, start);
 		singleton_check_value_size(value);
-		outcome = registry_complete_claim(c->name, c->len, generation, value,
+		outcome = singleton_registry_complete_claim(c->name, c->len, generation, value,
 										  c->type ? c->type : singleton_jsonb_type_label(value),
 										  c->private,
 										  (int64) INSTR_TIME_GET_MICROSEC(duration));
@@ -632,7 +632,7 @@ run_claimed(const FactoryCall *c, uint64 generation)
 	if (outcome != CLAIM_DISPLACED)
 		return value;
 	/* a singleton_set won the race: everyone sees its value */
-	current = registry_read(c->name, c->len, false);
+	current = singleton_registry_read(c->name, c->len, false);
 	return current ? current : value;
 }
 
@@ -643,7 +643,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 	bool		waited = false;
 	TimestampTz wait_start = 0;
 
-	registry_attach();
+	singleton_registry_attach();
 	init_backend();
 	read_factory_call(fcinfo, &c);
 	if (is_claimed_here(c.name, c.len))
@@ -651,7 +651,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_RECURSION),
 				 errmsg("recursive factory for singleton \"%.*s\"", c.len, c.name),
 				 errdetail("Its value was asked for while its own factory was running in this session.")));
-	admission_require("singleton_get");
+	singleton_admission_require("singleton_get");
 	SINGLETON_COUNT(gets, 1);
 
 	for (;;)
@@ -662,7 +662,7 @@ singleton_get_factory(PG_FUNCTION_ARGS)
 		uint64		generation = 0;
 		ClaimProbe	probe;
 
-		probe = registry_claim(c.name, c.len, &value, &owner, &creator_pid, &generation);
+		probe = singleton_registry_claim(c.name, c.len, &value, &owner, &creator_pid, &generation);
 		if (probe == PROBE_BUSY)
 		{
 			if (creator_pid == MyProcPid)

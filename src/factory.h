@@ -15,7 +15,7 @@
 /* GUC (singleton.c): ms to wait for another session's factory, 0 = no limit */
 extern int	singleton_wait_timeout;
 
-extern Size factory_shmem_size(void);
-extern void factory_shmem_init(void);
+extern Size singleton_factory_shmem_size(void);
+extern void singleton_factory_shmem_init(void);
 
 #endif							/* SINGLETON_FACTORY_H */

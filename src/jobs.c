@@ -704,7 +704,7 @@ singleton_job_remove(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		worker_request_stop(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+		singleton_worker_request_stop(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 														SPI_tuptable->tupdesc, 2, &isnull)));
 	}
 	/* the result outlives SPI's memory */
@@ -812,7 +812,7 @@ singleton_run_cancel(PG_FUNCTION_ARGS)
 	{
 		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		singleton_run_done_at_commit();
-		worker_request_stop(run);
+		singleton_worker_request_stop(run);
 	}
 	SPI_finish();
 	PG_RETURN_INT32(pid);
@@ -981,9 +981,9 @@ jobs_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT)
 	{
 		if (wake_at_commit)
-			worker_wake_launcher();
+			singleton_worker_wake_launcher();
 		if (run_done_at_commit)
-			worker_broadcast_run_done();
+			singleton_worker_broadcast_run_done();
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
@@ -1065,7 +1065,7 @@ append_count(StringInfo buf, const char *key, int64 n, bool *first)
  * singleton.database; elsewhere "jobs" is null.
  */
 void
-jobs_append_stats(StringInfo buf)
+singleton_jobs_append_stats(StringInfo buf)
 {
 	char	   *schema;
 	char	   *sql;
@@ -1124,7 +1124,7 @@ jobs_append_stats(StringInfo buf)
 
 /* ", \"worker\": {...}" for singleton_health(). */
 void
-jobs_append_health(StringInfo buf)
+singleton_jobs_append_health(StringInfo buf)
 {
 	int			pid;
 	int			active = 0;

@@ -57,18 +57,18 @@ static dshash_table *limiter_table = NULL;
 static const dshash_parameters limiter_params = SINGLETON_TABLE_PARAMS(sizeof(LimiterEntry));
 
 Size
-limiter_shmem_size(void)
+singleton_limiter_shmem_size(void)
 {
 	return MAXALIGN(sizeof(LimiterShared));
 }
 
 /* new_area: the area being created, or NULL if it exists already. */
 void
-limiter_shmem_init(dsa_area *new_area)
+singleton_limiter_shmem_init(dsa_area *new_area)
 {
 	bool		found;
 
-	limiter = ShmemInitStruct("singleton limiter", limiter_shmem_size(), &found);
+	limiter = ShmemInitStruct("singleton limiter", singleton_limiter_shmem_size(), &found);
 	limiter_table = NULL;
 	if (found || new_area == NULL)
 		return;
@@ -170,7 +170,7 @@ limiter_sweep(int64 now)
 
 /* Remove every limiter key of a database (it was dropped, or is new). */
 void
-limiter_purge_database(Oid dbid)
+singleton_limiter_purge_database(Oid dbid)
 {
 	LimiterFilter f = {.dbid = dbid};
 
@@ -179,7 +179,7 @@ limiter_purge_database(Oid dbid)
 }
 
 uint32
-limiter_key_count(void)
+singleton_limiter_key_count(void)
 {
 	return pg_atomic_read_u32(&limiter->keys);
 }

@@ -24,9 +24,9 @@ typedef struct LimiterEntry
 #define LIMITER_ENTRY_OVERHEAD \
 	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(LimiterEntry)))
 
-extern Size limiter_shmem_size(void);
-extern void limiter_shmem_init(dsa_area *new_area);
-extern void limiter_purge_database(Oid dbid);
-extern uint32 limiter_key_count(void);
+extern Size singleton_limiter_shmem_size(void);
+extern void singleton_limiter_shmem_init(dsa_area *new_area);
+extern void singleton_limiter_purge_database(Oid dbid);
+extern uint32 singleton_limiter_key_count(void);
 
 #endif							/* SINGLETON_LIMITER_H */

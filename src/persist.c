@@ -124,18 +124,18 @@ static PersistShared *persist = NULL;
 static bool loader_registered(void);
 
 Size
-persist_shmem_size(void)
+singleton_persist_shmem_size(void)
 {
 	return MAXALIGN(sizeof(PersistShared));
 }
 
 /* After the area's init (it may open the area's gate). */
 void
-persist_shmem_init(void)
+singleton_persist_shmem_init(void)
 {
 	bool		found;
 
-	persist = ShmemInitStruct("singleton persist", persist_shmem_size(), &found);
+	persist = ShmemInitStruct("singleton persist", singleton_persist_shmem_size(), &found);
 	if (found)
 		return;
 	memset(persist, 0, sizeof(PersistShared));
@@ -149,7 +149,7 @@ persist_shmem_init(void)
 
 
 void
-persist_register_worker(void)
+singleton_persist_register_worker(void)
 {
 	/* consistent state, so it also runs (and loads) on a hot standby */
 	singleton_register_worker("singleton persist", "singleton_persist_main",
@@ -556,7 +556,7 @@ restore_record(const RegistryImage *rec, const char *bytes, LoadCounts *counts)
 	}
 	PG_TRY();
 	{
-		if (registry_restore_image(rec, bytes))
+		if (singleton_registry_restore_image(rec, bytes))
 			counts->loaded++;
 		else
 			counts->existing++;
@@ -654,7 +654,7 @@ write_records(int fd, pg_crc32c *crc, uint64 *count, uint64 *bytes)
 	Size		bufsize = 1024;
 	char	   *buf = palloc(bufsize);
 
-	keys = registry_snapshot(InvalidOid, &n);
+	keys = singleton_registry_snapshot(InvalidOid, &n);
 	*count = 0;
 	for (i = 0; i < n; i++)
 	{
@@ -663,7 +663,7 @@ write_records(int fd, pg_crc32c *crc, uint64 *count, uint64 *bytes)
 
 		if (keys[i].state != ENTRY_READY)
 			continue;
-		if (!registry_copy_image(keys[i].dbid, keys[i].name, strlen(keys[i].name),
+		if (!singleton_registry_copy_image(keys[i].dbid, keys[i].name, strlen(keys[i].name),
 								 &rec, &buf, &bufsize))
 			continue;			/* deleted meanwhile */
 		len = (Size) rec.namelen + rec.typelen + rec.valuelen;
@@ -835,7 +835,7 @@ singleton_persist_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("singleton persist");
 	singleton_area_pass_gate();
-	registry_attach();
+	singleton_registry_attach();
 
 	if (!singleton_area_gate_is_open())
 	{
@@ -882,7 +882,7 @@ singleton_persist_main(Datum main_arg)
 
 /* ", \"persist\": {...}" for singleton_health(). */
 void
-persist_append_health(StringInfo buf, bool show_bytes)
+singleton_persist_append_health(StringInfo buf, bool show_bytes)
 {
 	TimestampTz last;
 	uint64		entries;

@@ -17,9 +17,9 @@
 extern bool singleton_persist;
 extern int	singleton_persist_interval;
 
-extern Size persist_shmem_size(void);
-extern void persist_shmem_init(void);
-extern void persist_register_worker(void);
-extern void persist_append_health(StringInfo buf, bool show_bytes);
+extern Size singleton_persist_shmem_size(void);
+extern void singleton_persist_shmem_init(void);
+extern void singleton_persist_register_worker(void);
+extern void singleton_persist_append_health(StringInfo buf, bool show_bytes);
 
 #endif							/* SINGLETON_PERSIST_H */

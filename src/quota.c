@@ -56,18 +56,18 @@ int			singleton_role_memory_share = 50;
 int			singleton_rate_limit_role_share = 50;
 
 Size
-quota_shmem_size(void)
+singleton_quota_shmem_size(void)
 {
 	return mul_size(QUOTA_SLOTS + 1, sizeof(QuotaSlot));
 }
 
 void
-quota_shmem_init(void)
+singleton_quota_shmem_init(void)
 {
 	bool		found;
 	int			i;
 
-	quota_slots = ShmemInitStruct("singleton quota", quota_shmem_size(), &found);
+	quota_slots = ShmemInitStruct("singleton quota", singleton_quota_shmem_size(), &found);
 	if (!found)
 	{
 		for (i = 0; i <= QUOTA_SLOTS; i++)
@@ -107,7 +107,7 @@ quota_slot(Oid role)
 
 /* Add (or, negative, take back) bytes charged to a role.  Never fails. */
 void
-quota_charge(Oid role, int64 delta)
+singleton_quota_charge(Oid role, int64 delta)
 {
 	QuotaSlot  *slot = quota_slot(role);
 
@@ -118,7 +118,7 @@ quota_charge(Oid role, int64 delta)
 }
 
 uint64
-quota_used(Oid role)
+singleton_quota_used(Oid role)
 {
 	return pg_atomic_read_u64(&quota_slot(role)->bytes);
 }
@@ -129,7 +129,7 @@ quota_used(Oid role)
  * before allocating, outside any lock.
  */
 void
-quota_check(Oid role, Size request, Size memory_limit)
+singleton_quota_check(Oid role, Size request, Size memory_limit)
 {
 	uint64		share;
 	uint64		used;
@@ -137,7 +137,7 @@ quota_check(Oid role, Size request, Size memory_limit)
 	if (request == 0 || singleton_role_memory_share >= PERCENT || superuser_arg(role))
 		return;
 	share = (uint64) memory_limit / PERCENT * singleton_role_memory_share;
-	used = quota_used(role);
+	used = singleton_quota_used(role);
 	if (used + request > share)
 	{
 		const char *name = GetUserNameFromId(role, true);
@@ -170,10 +170,10 @@ admit_interval_ns(int limit)
  * May role take one more of the registry's admissions in the second up to
  * now_ns, given limit admissions per second for the instance?  Superusers
  * and a share of 100 always may.  A role that may is charged for it; see
- * quota_admit_refund.
+ * singleton_quota_admit_refund.
  */
 bool
-quota_admit(Oid role, int64 now_ns, int limit)
+singleton_quota_admit(Oid role, int64 now_ns, int limit)
 {
 	QuotaSlot  *slot;
 	int64		interval;
@@ -199,9 +199,9 @@ quota_admit(Oid role, int64 now_ns, int limit)
 	}
 }
 
-/* Give back an admission quota_admit charged (the instance refused it). */
+/* Give back an admission singleton_quota_admit charged (the instance refused it). */
 void
-quota_admit_refund(Oid role, int limit)
+singleton_quota_admit_refund(Oid role, int limit)
 {
 	if (singleton_rate_limit_role_share >= PERCENT || superuser_arg(role))
 		return;

@@ -16,12 +16,12 @@
 extern int	singleton_role_memory_share;
 extern int	singleton_rate_limit_role_share;
 
-extern Size quota_shmem_size(void);
-extern void quota_shmem_init(void);
-extern void quota_charge(Oid role, int64 delta);
-extern uint64 quota_used(Oid role);
-extern void quota_check(Oid role, Size request, Size memory_limit);
-extern bool quota_admit(Oid role, int64 now_ns, int limit);
-extern void quota_admit_refund(Oid role, int limit);
+extern Size singleton_quota_shmem_size(void);
+extern void singleton_quota_shmem_init(void);
+extern void singleton_quota_charge(Oid role, int64 delta);
+extern uint64 singleton_quota_used(Oid role);
+extern void singleton_quota_check(Oid role, Size request, Size memory_limit);
+extern bool singleton_quota_admit(Oid role, int64 now_ns, int limit);
+extern void singleton_quota_admit_refund(Oid role, int limit);
 
 #endif							/* SINGLETON_QUOTA_H */

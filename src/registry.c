@@ -65,7 +65,7 @@ typedef struct RegistryShared
 	dshash_table_handle handle;	/* set at startup */
 	pg_atomic_uint64 generation;	/* source of entry write generations */
 	pg_atomic_uint32 entry_count;	/* entries, all databases */
-	ConditionVariable entry_cv[REGISTRY_ENTRY_CVS];	/* see registry_entry_cv */
+	ConditionVariable entry_cv[REGISTRY_ENTRY_CVS];	/* see singleton_registry_entry_cv */
 } RegistryShared;
 
 static RegistryShared *registry = NULL;
@@ -74,19 +74,19 @@ static dshash_table *registry_table = NULL;
 static const dshash_parameters registry_params = SINGLETON_TABLE_PARAMS(sizeof(RegistryEntry));
 
 Size
-registry_shmem_size(void)
+singleton_registry_shmem_size(void)
 {
 	return MAXALIGN(sizeof(RegistryShared));
 }
 
 /* new_area: the area being created, or NULL if it exists already. */
 void
-registry_shmem_init(dsa_area *new_area)
+singleton_registry_shmem_init(dsa_area *new_area)
 {
 	bool		found;
 	int			i;
 
-	registry = ShmemInitStruct("singleton registry", registry_shmem_size(), &found);
+	registry = ShmemInitStruct("singleton registry", singleton_registry_shmem_size(), &found);
 	registry_table = NULL;
 	if (found || new_area == NULL)
 		return;
@@ -99,7 +99,7 @@ registry_shmem_init(dsa_area *new_area)
 
 /* Attach this backend to the registry, once; waits for the load gate. */
 void
-registry_attach(void)
+singleton_registry_attach(void)
 {
 	if (likely(registry_table != NULL))
 		return;
@@ -112,7 +112,7 @@ registry_attach(void)
  * (a claim to end) sleep on; several names share one.
  */
 ConditionVariable *
-registry_entry_cv(Oid dbid, const char *name, int len)
+singleton_registry_entry_cv(Oid dbid, const char *name, int len)
 {
 	SingletonKey key;
 
@@ -121,7 +121,7 @@ registry_entry_cv(Oid dbid, const char *name, int len)
 }
 
 uint32
-registry_entry_count(void)
+singleton_registry_entry_count(void)
 {
 	return pg_atomic_read_u32(&registry->entry_count);
 }
@@ -384,7 +384,7 @@ read_entry(const char *name, int len, bool count_access, Jsonb **value,
 
 /* Is the entry initializing?  Sets *creator_pid if so; copies nothing. */
 bool
-registry_initializing(const char *name, int len, int *creator_pid)
+singleton_registry_initializing(const char *name, int len, int *creator_pid)
 {
 	SingletonKey key;
 	RegistryEntry *e;
@@ -403,7 +403,7 @@ registry_initializing(const char *name, int len, int *creator_pid)
 
 /* Read for singleton_get(name): counted; an initializing entry reads as absent. */
 Jsonb *
-registry_read(const char *name, int len, bool count_access)
+singleton_registry_read(const char *name, int len, bool count_access)
 {
 	Jsonb	   *value = NULL;
 
@@ -582,8 +582,8 @@ store_value(const char *name, int len, Jsonb *value, const char *type,
 		/* the entry's bytes are its owner's, whoever wrote them */
 		if (entry_owner != userid)
 		{
-			quota_charge(userid, -(int64) chunk_size);
-			quota_charge(entry_owner, (int64) chunk_size);
+			singleton_quota_charge(userid, -(int64) chunk_size);
+			singleton_quota_charge(entry_owner, (int64) chunk_size);
 		}
 		if (DsaPointerIsValid(old))
 			singleton_area_free(old, old_size, entry_owner);
@@ -600,7 +600,7 @@ singleton_set(PG_FUNCTION_ARGS)
 	bool		private;
 	int			len;
 
-	registry_attach();
+	singleton_registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -621,10 +621,10 @@ singleton_set(PG_FUNCTION_ARGS)
 	}
 	private = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
 
-	admission_require("singleton_set");
+	singleton_admission_require("singleton_set");
 
 	if (store_value(VARDATA_ANY(name), len, value, type, private))
-		ConditionVariableBroadcast(registry_entry_cv(MyDatabaseId, VARDATA_ANY(name), len));
+		ConditionVariableBroadcast(singleton_registry_entry_cv(MyDatabaseId, VARDATA_ANY(name), len));
 	SINGLETON_COUNT(sets, 1);
 	PG_RETURN_VOID();
 }
@@ -636,15 +636,15 @@ singleton_get(PG_FUNCTION_ARGS)
 	int			len;
 	Jsonb	   *value;
 
-	registry_attach();
+	singleton_registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
-	admission_require("singleton_get");
+	singleton_admission_require("singleton_get");
 
 	SINGLETON_COUNT(gets, 1);
-	value = registry_read(VARDATA_ANY(name), len, true);
+	value = singleton_registry_read(VARDATA_ANY(name), len, true);
 	if (value == NULL)
 	{
 		SINGLETON_COUNT(misses, 1);
@@ -663,12 +663,12 @@ singleton_has(PG_FUNCTION_ARGS)
 	RegistryEntry *e;
 	bool		result = false;
 
-	registry_attach();
+	singleton_registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(VARDATA_ANY(name), len);
-	if (!admission_admit())
+	if (!singleton_admission_admit())
 		PG_RETURN_BOOL(false);
 
 	singleton_lookup_key(&key, MyDatabaseId, VARDATA_ANY(name), len);
@@ -691,13 +691,13 @@ singleton_delete(PG_FUNCTION_ARGS)
 	Oid			ok_owner = GetUserId();
 	bool		was_initializing;
 
-	registry_attach();
+	singleton_registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	str = VARDATA_ANY(name);
 	len = VARSIZE_ANY_EXHDR(name);
 	singleton_check_name(str, len);
-	if (!admission_admit())
+	if (!singleton_admission_admit())
 		PG_RETURN_BOOL(false);
 
 	singleton_lookup_key(&key, MyDatabaseId, str, len);
@@ -724,7 +724,7 @@ singleton_delete(PG_FUNCTION_ARGS)
 		was_initializing = (e->state == ENTRY_INITIALIZING);
 		remove_locked_entry(e);
 		if (was_initializing)
-			ConditionVariableBroadcast(registry_entry_cv(MyDatabaseId, str, len));
+			ConditionVariableBroadcast(singleton_registry_entry_cv(MyDatabaseId, str, len));
 		SINGLETON_COUNT(deletes, 1);
 		PG_RETURN_BOOL(true);
 	}
@@ -740,7 +740,7 @@ singleton_delete(PG_FUNCTION_ARGS)
  * for the first owners they meet.
  */
 bool
-registry_has_owner_privs(Oid owner, OwnerPrivCache *cache)
+singleton_registry_has_owner_privs(Oid owner, OwnerPrivCache *cache)
 {
 	int			i;
 	bool		allowed;
@@ -769,11 +769,11 @@ singleton_clear(PG_FUNCTION_ARGS)
 	int64		removed = 0;
 	OwnerPrivCache cache = {0};
 
-	registry_attach();
-	if (!admission_admit())
+	singleton_registry_attach();
+	if (!singleton_admission_admit())
 		PG_RETURN_INT64(0);
 
-	snap = registry_snapshot(MyDatabaseId, &n);
+	snap = singleton_registry_snapshot(MyDatabaseId, &n);
 	for (i = 0; i < n; i++)
 	{
 		SingletonKey key;
@@ -781,7 +781,7 @@ singleton_clear(PG_FUNCTION_ARGS)
 		int			len = strlen(snap[i].name);
 
 		if (snap[i].state != ENTRY_READY ||
-			!registry_has_owner_privs(snap[i].owner, &cache))
+			!singleton_registry_has_owner_privs(snap[i].owner, &cache))
 			continue;
 
 		singleton_lookup_key(&key, MyDatabaseId, snap[i].name, len);
@@ -980,7 +980,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 	IncrCall	c;
 	int64		result;
 
-	registry_attach();
+	singleton_registry_attach();
 	singleton_require_arg(fcinfo, 0, "singleton name");
 	name = PG_GETARG_TEXT_PP(0);
 	c.name = VARDATA_ANY(name);
@@ -994,7 +994,7 @@ singleton_incr(PG_FUNCTION_ARGS)
 	c.bufsize = READ_BUFFER_INITIAL;
 	c.buf = palloc(c.bufsize);
 	singleton_check_name(c.name, c.len);
-	admission_require("singleton_incr");
+	singleton_admission_require("singleton_incr");
 
 	/* a counter chunk built for a new entry must not leak on any error */
 	PG_TRY();
@@ -1021,12 +1021,12 @@ singleton_incr(PG_FUNCTION_ARGS)
  * The scan locks one partition at a time.
  */
 void
-registry_purge_database(Oid dbid)
+singleton_registry_purge_database(Oid dbid)
 {
 	dshash_seq_status status;
 	RegistryEntry *e;
 
-	registry_attach();
+	singleton_registry_attach();
 	dshash_seq_init(&status, registry_table, true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
@@ -1052,7 +1052,7 @@ registry_purge_database(Oid dbid)
  * while a partition lock is held.
  */
 EntrySnapshot *
-registry_snapshot(Oid dbid, int *count)
+singleton_registry_snapshot(Oid dbid, int *count)
 {
 	Size		cap = pg_atomic_read_u32(&registry->entry_count) + 64;
 
@@ -1116,9 +1116,9 @@ registry_snapshot(Oid dbid, int *count)
  * length, who reads it when): only roles that may read it see them.
  */
 bool
-registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache)
+singleton_registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache)
 {
-	return s->private && !registry_has_owner_privs(s->owner, cache);
+	return s->private && !singleton_registry_has_owner_privs(s->owner, cache);
 }
 
 Datum
@@ -1130,16 +1130,16 @@ singleton_entries(PG_FUNCTION_ARGS)
 	int			i;
 	OwnerPrivCache cache = {0};
 
-	registry_attach();
+	singleton_registry_attach();
 	InitMaterializedSRF(fcinfo, 0);
 
-	snap = registry_snapshot(MyDatabaseId, &n);
+	snap = singleton_registry_snapshot(MyDatabaseId, &n);
 	for (i = 0; i < n; i++)
 	{
 		EntrySnapshot *s = &snap[i];
 		Datum		values[12];
 		bool		nulls[12];
-		bool		hidden = registry_hides_usage(s, &cache);
+		bool		hidden = singleton_registry_hides_usage(s, &cache);
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(s->name);
@@ -1171,7 +1171,7 @@ singleton_entries(PG_FUNCTION_ARGS)
  * given.  Running the factory, waiting and cleaning up are factory.c's.
  */
 ClaimProbe
-registry_claim(const char *name, int len, Jsonb **value,
+singleton_registry_claim(const char *name, int len, Jsonb **value,
 					   Oid *owner, int *creator_pid, uint64 *generation)
 {
 	SingletonKey key;
@@ -1235,7 +1235,7 @@ registry_claim(const char *name, int len, Jsonb **value,
  * displaced), or the flight was deleted (forgotten).
  */
 ClaimOutcome
-registry_complete_claim(const char *name, int len, uint64 generation,
+singleton_registry_complete_claim(const char *name, int len, uint64 generation,
 						  Jsonb *value, const char *type, bool private,
 						  int64 factory_us)
 {
@@ -1281,8 +1281,8 @@ registry_complete_claim(const char *name, int len, uint64 generation,
 	dshash_release_lock(registry_table, e);
 	if (owner != userid)
 	{
-		quota_charge(userid, -(int64) size);
-		quota_charge(owner, (int64) size);
+		singleton_quota_charge(userid, -(int64) size);
+		singleton_quota_charge(owner, (int64) size);
 	}
 	singleton_area_free(old, old_size, owner);
 	return CLAIM_STORED;
@@ -1290,7 +1290,7 @@ registry_complete_claim(const char *name, int len, uint64 generation,
 
 /* Remove this backend's initializing entry, if it is still there. */
 bool
-registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
+singleton_registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
 {
 	SingletonKey key;
 	RegistryEntry *e;
@@ -1310,7 +1310,7 @@ registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
 
 /* Remove an initializing entry whose creator process no longer exists. */
 bool
-registry_remove_stale_claim(const char *name, int len, int creator_pid)
+singleton_registry_remove_stale_claim(const char *name, int len, int creator_pid)
 {
 	SingletonKey key;
 	RegistryEntry *e;
@@ -1335,7 +1335,7 @@ registry_remove_stale_claim(const char *name, int len, int creator_pid)
  * the server saving its own state.  Returns false if absent or initializing.
  */
 bool
-registry_copy_image(Oid dbid, const char *name, int len, RegistryImage *rec,
+singleton_registry_copy_image(Oid dbid, const char *name, int len, RegistryImage *rec,
 					char **buf, Size *bufsize)
 {
 	SingletonKey key;
@@ -1387,7 +1387,7 @@ registry_copy_image(Oid dbid, const char *name, int len, RegistryImage *rec,
  * registry-full error when there is no room.
  */
 bool
-registry_restore_image(const RegistryImage *rec, const char *bytes)
+singleton_registry_restore_image(const RegistryImage *rec, const char *bytes)
 {
 	SingletonKey key;
 	RegistryEntry *e;

@@ -78,14 +78,14 @@ typedef struct EntrySnapshot
 } EntrySnapshot;
 
 extern void singleton_check_name(const char *name, int len);
-extern Jsonb *registry_read(const char *name, int len, bool count_access);
-extern Size registry_shmem_size(void);
-extern void registry_shmem_init(dsa_area *new_area);
-extern void registry_attach(void);
-extern ConditionVariable *registry_entry_cv(Oid dbid, const char *name, int len);
-extern uint32 registry_entry_count(void);
-extern EntrySnapshot *registry_snapshot(Oid dbid, int *count);
-extern void registry_purge_database(Oid dbid);
+extern Jsonb *singleton_registry_read(const char *name, int len, bool count_access);
+extern Size singleton_registry_shmem_size(void);
+extern void singleton_registry_shmem_init(dsa_area *new_area);
+extern void singleton_registry_attach(void);
+extern ConditionVariable *singleton_registry_entry_cv(Oid dbid, const char *name, int len);
+extern uint32 singleton_registry_entry_count(void);
+extern EntrySnapshot *singleton_registry_snapshot(Oid dbid, int *count);
+extern void singleton_registry_purge_database(Oid dbid);
 
 /* Remembered has_privs_of_role answers, for scans over many entries. */
 #define OWNER_PRIV_CACHE_SIZE 64
@@ -96,8 +96,8 @@ typedef struct OwnerPrivCache
 	bool		allowed[OWNER_PRIV_CACHE_SIZE];
 } OwnerPrivCache;
 
-extern bool registry_has_owner_privs(Oid owner, OwnerPrivCache *cache);
-extern bool registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache);
+extern bool singleton_registry_has_owner_privs(Oid owner, OwnerPrivCache *cache);
+extern bool singleton_registry_hides_usage(const EntrySnapshot *s, OwnerPrivCache *cache);
 
 /*
  * An entry's image, besides its name, type and value: what the store
@@ -121,15 +121,15 @@ typedef struct RegistryImage
 	int64		factory_us;
 } RegistryImage;
 
-extern bool registry_copy_image(Oid dbid, const char *name, int len,
+extern bool singleton_registry_copy_image(Oid dbid, const char *name, int len,
 								RegistryImage *rec, char **buf, Size *bufsize);
-extern bool registry_restore_image(const RegistryImage *rec, const char *bytes);
+extern bool singleton_registry_restore_image(const RegistryImage *rec, const char *bytes);
 extern void singleton_check_type(const char *type, int len);
 extern void singleton_check_value_size(Jsonb *value);
 extern const char *singleton_jsonb_type_label(Jsonb *jb);
-extern bool registry_initializing(const char *name, int len, int *creator_pid);
+extern bool singleton_registry_initializing(const char *name, int len, int *creator_pid);
 
-/* What registry_claim found. */
+/* What singleton_registry_claim found. */
 typedef enum ClaimProbe
 {
 	PROBE_READY,				/* value returned */
@@ -137,7 +137,7 @@ typedef enum ClaimProbe
 	PROBE_BUSY					/* another backend is initializing it */
 } ClaimProbe;
 
-extern ClaimProbe registry_claim(const char *name, int len,
+extern ClaimProbe singleton_registry_claim(const char *name, int len,
 										   Jsonb **value, Oid *owner,
 										   int *creator_pid, uint64 *generation);
 /* What became of a claim's value. */
@@ -148,12 +148,12 @@ typedef enum ClaimOutcome
 	CLAIM_FORGOTTEN				/* the flight was deleted */
 } ClaimOutcome;
 
-extern ClaimOutcome registry_complete_claim(const char *name, int len,
+extern ClaimOutcome singleton_registry_complete_claim(const char *name, int len,
 												uint64 generation, Jsonb *value,
 												const char *type, bool private,
 												int64 factory_us);
-extern bool registry_abandon_claim(Oid dbid, const char *name, int len,
+extern bool singleton_registry_abandon_claim(Oid dbid, const char *name, int len,
 									 uint64 generation);
-extern bool registry_remove_stale_claim(const char *name, int len, int creator_pid);
+extern bool singleton_registry_remove_stale_claim(const char *name, int len, int creator_pid);
 
 #endif							/* SINGLETON_REGISTRY_H */

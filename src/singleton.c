@@ -53,13 +53,13 @@ singleton_shmem_size(void)
 {
 	Size		size = singleton_area_shmem_size();
 
-	size = add_size(size, quota_shmem_size());
-	size = add_size(size, admission_shmem_size());
-	size = add_size(size, registry_shmem_size());
-	size = add_size(size, limiter_shmem_size());
-	size = add_size(size, factory_shmem_size());
-	size = add_size(size, persist_shmem_size());
-	return add_size(size, worker_shmem_size());
+	size = add_size(size, singleton_quota_shmem_size());
+	size = add_size(size, singleton_admission_shmem_size());
+	size = add_size(size, singleton_registry_shmem_size());
+	size = add_size(size, singleton_limiter_shmem_size());
+	size = add_size(size, singleton_factory_shmem_size());
+	size = add_size(size, singleton_persist_shmem_size());
+	return add_size(size, singleton_worker_shmem_size());
 }
 
 static void
@@ -82,15 +82,15 @@ singleton_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	new_area = singleton_area_shmem_init(&found);
-	quota_shmem_init();
-	admission_shmem_init();
-	registry_shmem_init(new_area);
-	limiter_shmem_init(new_area);
+	singleton_quota_shmem_init();
+	singleton_admission_shmem_init();
+	singleton_registry_shmem_init(new_area);
+	singleton_limiter_shmem_init(new_area);
 	if (new_area != NULL)
 		singleton_area_shmem_done(new_area);
-	factory_shmem_init();
-	persist_shmem_init();
-	worker_shmem_init();
+	singleton_factory_shmem_init();
+	singleton_persist_shmem_init();
+	singleton_worker_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -102,8 +102,8 @@ singleton_drop_callback(XactEvent event, void *arg)
 		return;
 	if (event == XACT_EVENT_PRE_COMMIT)
 	{
-		registry_purge_database(dropping_database);
-		limiter_purge_database(dropping_database);
+		singleton_registry_purge_database(dropping_database);
+		singleton_limiter_purge_database(dropping_database);
 	}
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_ABORT)
 		dropping_database = InvalidOid;
@@ -125,13 +125,13 @@ singleton_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		return;
 	if (access == OAT_POST_CREATE)
 	{
-		registry_purge_database(objectId);
-		limiter_purge_database(objectId);
+		singleton_registry_purge_database(objectId);
+		singleton_limiter_purge_database(objectId);
 	}
 	else if (access == OAT_DROP)
 	{
 		/* attach now, while an error can still stop the drop */
-		registry_attach();
+		singleton_registry_attach();
 		if (!drop_callback_registered)
 		{
 			RegisterXactCallback(singleton_drop_callback, NULL);
@@ -320,8 +320,8 @@ _PG_init(void)
 
 	if (!IsBinaryUpgrade)
 	{
-		worker_register_launcher();
-		persist_register_worker();
+		singleton_worker_register_launcher();
+		singleton_persist_register_worker();
 	}
 
 	prev_shmem_request_hook = shmem_request_hook;

@@ -3,7 +3,7 @@
  * stats.c
  *		singleton_stats() and singleton_health().
  *
- * Both build their jsonb from a snapshot (registry_snapshot) and from
+ * Both build their jsonb from a snapshot (singleton_registry_snapshot) and from
  * atomics, so no lock is held while the result is built.  Instance-wide
  * counters are the sums of the per-backend counter slots.
  *
@@ -185,7 +185,7 @@ append_entry_maps(StringInfo buf, EntrySnapshot *snap, int n, OwnerPrivCache *ca
 	inner = true;
 	for (i = 0; i < n; i++)
 	{
-		if (registry_hides_usage(&snap[i], cache))
+		if (singleton_registry_hides_usage(&snap[i], cache))
 		{
 			append_key(buf, snap[i].name, &inner);
 			appendStringInfoString(buf, "null");
@@ -209,12 +209,12 @@ singleton_stats(PG_FUNCTION_ARGS)
 	bool		inner;
 	OwnerPrivCache cache = {0};
 
-	registry_attach();
-	snap = registry_snapshot(MyDatabaseId, &n);
+	singleton_registry_attach();
+	snap = singleton_registry_snapshot(MyDatabaseId, &n);
 	qsort(snap, n, sizeof(EntrySnapshot), snapshot_name_cmp);
 	/* a private entry's size is the caller's to know only if it may read it */
 	for (i = 0; i < n; i++)
-		if (!registry_hides_usage(&snap[i], &cache))
+		if (!singleton_registry_hides_usage(&snap[i], &cache))
 			bytes += snap[i].size_bytes;
 	sum_counters(&t);
 
@@ -232,7 +232,7 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_key(&buf, "memory_note", &first);
 	escape_json(&buf, memory_note);
 	append_u64(&buf, "rate_limited_count",
-			   admission_refused_count(), &first);
+			   singleton_admission_refused_count(), &first);
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
 
@@ -256,12 +256,12 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_key(&buf, "rate_limiter", &first);
 	appendStringInfoChar(&buf, '{');
 	inner = true;
-	append_u64(&buf, "keys", limiter_key_count(), &inner);
+	append_u64(&buf, "keys", singleton_limiter_key_count(), &inner);
 	append_u64(&buf, "allowed", t.limiter_allowed, &inner);
 	append_u64(&buf, "refused", t.limiter_refused, &inner);
 	appendStringInfoChar(&buf, '}');
 
-	jobs_append_stats(&buf);
+	singleton_jobs_append_stats(&buf);
 	appendStringInfoChar(&buf, '}');
 	pfree(snap);
 	PG_RETURN_DATUM(finish_json(&buf));
@@ -294,7 +294,7 @@ singleton_health(PG_FUNCTION_ARGS)
 	appendStringInfoString(&buf, full ? "true" : "false");
 	append_key(&buf, "shared_memory", &first);
 	appendStringInfoString(&buf, singleton_area_shared != NULL ? "true" : "false");
-	append_u64(&buf, "entries", registry_entry_count(), &first);
+	append_u64(&buf, "entries", singleton_registry_entry_count(), &first);
 	append_u64_or_null(&buf, "memory_used_bytes", used, show, &first);
 	append_u64(&buf, "memory_limit_bytes", limit, &first);
 	append_key(&buf, "memory_used_pct", &first);
@@ -304,8 +304,8 @@ singleton_health(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "null");
 	append_key(&buf, "timestamp", &first);
 	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
-	jobs_append_health(&buf);
-	persist_append_health(&buf, show);
+	singleton_jobs_append_health(&buf);
+	singleton_persist_append_health(&buf, show);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(finish_json(&buf));
 }

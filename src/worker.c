@@ -109,21 +109,21 @@ disarm_statement_timeout(void)
 static BackgroundWorkerHandle **run_handles = NULL;
 
 Size
-worker_shmem_size(void)
+singleton_worker_shmem_size(void)
 {
 	return add_size(offsetof(SingletonWorkerShared, slots),
 					mul_size(singleton_max_workers, sizeof(RunSlot)));
 }
 
 void
-worker_shmem_init(void)
+singleton_worker_shmem_init(void)
 {
 	bool		found;
 
-	singleton_worker = ShmemInitStruct("singleton worker", worker_shmem_size(), &found);
+	singleton_worker = ShmemInitStruct("singleton worker", singleton_worker_shmem_size(), &found);
 	if (!found)
 	{
-		memset(singleton_worker, 0, worker_shmem_size());
+		memset(singleton_worker, 0, singleton_worker_shmem_size());
 		SpinLockInit(&singleton_worker->mutex);
 		ConditionVariableInit(&singleton_worker->run_done);
 		singleton_worker->nslots = singleton_max_workers;
@@ -144,7 +144,7 @@ singleton_run_status_from_name(const char *name)
 }
 
 void
-worker_register_launcher(void)
+singleton_worker_register_launcher(void)
 {
 	/* never on a hot standby: starts once recovery has finished */
 	singleton_register_worker("singleton job launcher", "singleton_launcher_main",
@@ -154,7 +154,7 @@ worker_register_launcher(void)
 
 /* Set the launcher's latch, if it runs. */
 void
-worker_wake_launcher(void)
+singleton_worker_wake_launcher(void)
 {
 	Latch	   *latch = NULL;
 
@@ -173,7 +173,7 @@ worker_wake_launcher(void)
  * (waiters re-read their run, so a wake-up for another run costs a look).
  */
 void
-worker_broadcast_run_done(void)
+singleton_worker_broadcast_run_done(void)
 {
 	if (singleton_worker != NULL)
 		ConditionVariableBroadcast(&singleton_worker->run_done);
@@ -185,7 +185,7 @@ worker_broadcast_run_done(void)
  * is set and attempts remain (at most singleton.job_max_attempts for a job
  * whose owner is not a superuser).  One statement, so a crash cannot split
  * it.  Caller has a transaction, SPI and a snapshot, and runs as a
- * superuser; once that commits, it calls worker_broadcast_run_done.
+ * superuser; once that commits, it calls singleton_worker_broadcast_run_done.
  */
 static void
 finish_run(const char *schema, int64 run_id, SingletonRunStatus status,
@@ -310,7 +310,7 @@ terminate_if_overdue(int i)
  * period.
  */
 void
-worker_request_stop(int64 run_id)
+singleton_worker_request_stop(int64 run_id)
 {
 	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 SINGLETON_RUN_KILL_GRACE_MS);
@@ -378,7 +378,7 @@ reap_workers(const char *schema)
 						   "the job worker exited without recording a result", NULL, true);
 		}
 		end_tx();
-		worker_broadcast_run_done();
+		singleton_worker_broadcast_run_done();
 
 		SpinLockAcquire(&singleton_worker->mutex);
 		slot->run_id = 0;
@@ -429,7 +429,7 @@ fail_orphans(const char *schema)
 	}
 	end_tx();
 	if (n > 0)
-		worker_broadcast_run_done();
+		singleton_worker_broadcast_run_done();
 }
 
 static int
@@ -606,14 +606,14 @@ dispatch(const char *schema)
 		{
 			finish_run(schema, run_id, SINGLETON_RUN_FAILED, "the job has no owner", NULL, false);
 			end_tx();
-			worker_broadcast_run_done();
+			singleton_worker_broadcast_run_done();
 			continue;
 		}
 		if (singleton_job_owner_problem(owner, owner_name, MyDatabaseId, &problem))
 		{
 			refuse_run(schema, run_id, job_id, &problem);
 			end_tx();
-			worker_broadcast_run_done();
+			singleton_worker_broadcast_run_done();
 			continue;
 		}
 
@@ -978,7 +978,7 @@ singleton_run_main(Datum main_arg)
 	PG_END_TRY();
 
 	/* the run's end has committed, in either branch */
-	worker_broadcast_run_done();
-	worker_wake_launcher();
+	singleton_worker_broadcast_run_done();
+	singleton_worker_wake_launcher();
 	proc_exit(0);
 }

@@ -102,12 +102,12 @@ extern SingletonRunStatus singleton_run_status_from_name(const char *name);
 
 extern SingletonWorkerShared *singleton_worker;
 
-extern Size worker_shmem_size(void);
-extern void worker_shmem_init(void);
-extern void worker_register_launcher(void);
-extern void worker_wake_launcher(void);
-extern void worker_request_stop(int64 run_id);
-extern void worker_broadcast_run_done(void);
+extern Size singleton_worker_shmem_size(void);
+extern void singleton_worker_shmem_init(void);
+extern void singleton_worker_register_launcher(void);
+extern void singleton_worker_wake_launcher(void);
+extern void singleton_worker_request_stop(int64 run_id);
+extern void singleton_worker_broadcast_run_done(void);
 
 /*
  * A stretch of our own bookkeeping SQL run as the bootstrap superuser, with
@@ -136,7 +136,7 @@ extern bool singleton_job_owner_problem(Oid role, const char *created_as, Oid db
 										JobOwnerProblem *problem);
 extern int	singleton_job_role_worker_cap(void);
 extern void singleton_run_done_at_commit(void);
-extern void jobs_append_stats(StringInfo buf);
-extern void jobs_append_health(StringInfo buf);
+extern void singleton_jobs_append_stats(StringInfo buf);
+extern void singleton_jobs_append_health(StringInfo buf);
 
 #endif							/* SINGLETON_WORKER_H */
