@@ -523,49 +523,53 @@ count_rows(const char *sql, Oid owner)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * One of the per-owner caps (superusers have none): count, under the
+ * owner's lock, what count_sql counts, and refuse (53400) at cap.  "many"
+ * names it in the message, "counted" in the detail.
+ */
+static void
+check_owner_cap(const char *schema, Oid owner, const char *count_sql, int cap,
+				const char *many, const char *counted, const char *setting, const char *hint)
+{
+	int64		n;
+
+	if (superuser_arg(owner))
+		return;
+	lock_owner(schema, owner);
+	n = count_rows(count_sql, owner);
+	if (n >= cap)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" has too many %s", GetUserNameFromId(owner, false), many),
+				 errdetail("It has " INT64_FORMAT " %s; %s is %d.", n, counted, setting, cap),
+				 errhint("%s", hint)));
+}
+
 /* A role that is not a superuser has at most singleton.job_role_max_jobs. */
 static void
 check_job_count(const char *schema, Oid owner)
 {
-	int64		jobs;
-
-	if (superuser_arg(owner))
-		return;
-	lock_owner(schema, owner);
-	jobs = count_rows(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job"
-							   " WHERE owner = $1::pg_catalog.regrole", schema), owner);
-	if (jobs >= singleton_job_role_max_jobs)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("role \"%s\" has too many jobs", GetUserNameFromId(owner, false)),
-				 errdetail("It has " INT64_FORMAT " jobs; singleton.job_role_max_jobs is %d.",
-						   jobs, singleton_job_role_max_jobs),
-				 errhint("Delete jobs it no longer needs.")));
+	check_owner_cap(schema, owner,
+					psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job"
+							 " WHERE owner = $1::pg_catalog.regrole", schema),
+					singleton_job_role_max_jobs, "jobs", "jobs",
+					"singleton.job_role_max_jobs", "Delete jobs it no longer needs.");
 }
 
-/* A role that is not a superuser has at most singleton.job_role_max_queued. */
+/* ... and at most singleton.job_role_max_queued queued runs. */
 static void
 check_queue_length(const char *schema, Oid owner)
 {
-	int64		queued;
-
-	if (superuser_arg(owner))
-		return;
-	lock_owner(schema, owner);
 	/* the queued-runs index makes this one probe per job of the owner */
-	queued = count_rows(psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
-								 " JOIN %s.singleton_job_run r ON r.job_id = j.id"
-								 " WHERE j.owner = $1::pg_catalog.regrole"
-								 " AND r.status = " SINGLETON_RUN_SQL(QUEUED), schema, schema),
-						owner);
-	if (queued >= singleton_job_role_max_queued)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("role \"%s\" has too many queued job runs",
-						GetUserNameFromId(owner, false)),
-				 errdetail("It has " INT64_FORMAT " queued runs; singleton.job_role_max_queued is %d.",
-						   queued, singleton_job_role_max_queued),
-				 errhint("Wait for runs to finish, or stop some with singleton_job_stop.")));
+	check_owner_cap(schema, owner,
+					psprintf("SELECT pg_catalog.count(*) FROM %s.singleton_job j"
+							 " JOIN %s.singleton_job_run r ON r.job_id = j.id"
+							 " WHERE j.owner = $1::pg_catalog.regrole"
+							 " AND r.status = " SINGLETON_RUN_SQL(QUEUED), schema, schema),
+					singleton_job_role_max_queued, "queued job runs", "queued runs",
+					"singleton.job_role_max_queued",
+					"Wait for runs to finish, or stop some with singleton_job_stop.");
 }
 
 /*

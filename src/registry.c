@@ -1288,9 +1288,12 @@ singleton_registry_complete_claim(const char *name, int len, uint64 generation,
 	return CLAIM_STORED;
 }
 
-/* Remove this backend's initializing entry, if it is still there. */
-bool
-singleton_registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
+/*
+ * Remove a claim (an initializing entry) if it is still the one meant: with
+ * this generation, or (generation 0) made by this creator pid.
+ */
+static bool
+remove_claim(Oid dbid, const char *name, int len, uint64 generation, int creator_pid)
 {
 	SingletonKey key;
 	RegistryEntry *e;
@@ -1299,7 +1302,8 @@ singleton_registry_abandon_claim(Oid dbid, const char *name, int len, uint64 gen
 	e = dshash_find(registry_table, &key, true);
 	if (e == NULL)
 		return false;
-	if (e->state != ENTRY_INITIALIZING || e->generation != generation)
+	if (e->state != ENTRY_INITIALIZING ||
+		(generation != 0 ? e->generation != generation : e->creator_pid != creator_pid))
 	{
 		dshash_release_lock(registry_table, e);
 		return false;
@@ -1308,24 +1312,18 @@ singleton_registry_abandon_claim(Oid dbid, const char *name, int len, uint64 gen
 	return true;
 }
 
-/* Remove an initializing entry whose creator process no longer exists. */
+/* Remove this backend's claim, if it is still there. */
+bool
+singleton_registry_abandon_claim(Oid dbid, const char *name, int len, uint64 generation)
+{
+	return remove_claim(dbid, name, len, generation, 0);
+}
+
+/* Remove a claim whose creator process no longer exists. */
 bool
 singleton_registry_remove_stale_claim(const char *name, int len, int creator_pid)
 {
-	SingletonKey key;
-	RegistryEntry *e;
-
-	singleton_lookup_key(&key, MyDatabaseId, name, len);
-	e = dshash_find(registry_table, &key, true);
-	if (e == NULL)
-		return false;
-	if (e->state != ENTRY_INITIALIZING || e->creator_pid != creator_pid)
-	{
-		dshash_release_lock(registry_table, e);
-		return false;
-	}
-	remove_locked_entry(e);
-	return true;
+	return remove_claim(MyDatabaseId, name, len, 0, creator_pid);
 }
 
 /*
