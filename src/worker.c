@@ -576,6 +576,51 @@ refuse_run(const char *schema, int64 run_id, int64 job_id, const JobOwnerProblem
 					run_id, job_id, error)));
 }
 
+/*
+ * Start the background worker of a claimed run in a taken slot.  If no
+ * background worker slot is free, put the run back in the queue, free the
+ * slot, warn and return false.
+ */
+static bool
+start_run_worker(const char *schema, int slot, int64 run_id, Oid owner)
+{
+	BackgroundWorker bgw;
+	RunArgs		args;
+	char	   *sql;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	bgw.bgw_notify_pid = MyProcPid;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_run_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton job run " INT64_FORMAT, run_id);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton job run");
+	args.dboid = MyDatabaseId;
+	args.owner = owner;
+	args.run_id = run_id;
+	args.slot = slot;
+	memcpy(bgw.bgw_extra, &args, sizeof(args));
+	if (RegisterDynamicBackgroundWorker(&bgw, &run_handles[slot]))
+		return true;
+
+	begin_tx("singleton: requeueing a run");
+	sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(QUEUED) ", started_at = NULL"
+				   " WHERE id = " INT64_FORMAT " AND status = " SINGLETON_RUN_SQL(RUNNING), schema, run_id);
+	SPI_execute(sql, false, 0);
+	end_tx();
+	SpinLockAcquire(&singleton_worker->mutex);
+	singleton_worker->slots[slot].run_id = 0;
+	SpinLockRelease(&singleton_worker->mutex);
+	run_handles[slot] = NULL;
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("could not start a singleton job worker"),
+			 errhint("Raise max_worker_processes above singleton.max_workers plus one.")));
+	return false;
+}
+
 /* Start workers for queued runs, fairly across owners, while slots are free. */
 static void
 dispatch(const char *schema)
@@ -588,8 +633,6 @@ dispatch(const char *schema)
 		Oid			owner = InvalidOid;
 		char	   *owner_name = NULL;
 		JobOwnerProblem problem;
-		BackgroundWorker bgw;
-		RunArgs		args;
 
 		if (slot < 0)
 			return;
@@ -629,42 +672,8 @@ dispatch(const char *schema)
 		SpinLockRelease(&singleton_worker->mutex);
 		end_tx();
 
-		memset(&bgw, 0, sizeof(bgw));
-		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		bgw.bgw_restart_time = BGW_NEVER_RESTART;
-		bgw.bgw_notify_pid = MyProcPid;
-		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "singleton");
-		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "singleton_run_main");
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "singleton job run " INT64_FORMAT, run_id);
-		snprintf(bgw.bgw_type, BGW_MAXLEN, "singleton job run");
-		args.dboid = MyDatabaseId;
-		args.owner = owner;
-		args.run_id = run_id;
-		args.slot = slot;
-		memcpy(bgw.bgw_extra, &args, sizeof(args));
-
-		if (!RegisterDynamicBackgroundWorker(&bgw, &run_handles[slot]))
-		{
-			char	   *sql;
-
-			/* no background worker slot free: put the run back */
-			begin_tx("singleton: requeueing a run");
-			sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(QUEUED) ","
-						   " started_at = NULL WHERE id = " INT64_FORMAT
-						   " AND status = " SINGLETON_RUN_SQL(RUNNING), schema, run_id);
-			SPI_execute(sql, false, 0);
-			end_tx();
-			SpinLockAcquire(&singleton_worker->mutex);
-			singleton_worker->slots[slot].run_id = 0;
-			SpinLockRelease(&singleton_worker->mutex);
-			run_handles[slot] = NULL;
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("could not start a singleton job worker"),
-					 errhint("Raise max_worker_processes above singleton.max_workers plus one.")));
+		if (!start_run_worker(schema, slot, run_id, owner))
 			return;
-		}
 	}
 }
 
@@ -824,14 +833,146 @@ result_tag(int ret, uint64 processed)
 	return psprintf("%s " UINT64_FORMAT, tag, processed);
 }
 
+/* What a run worker is to run, read when it starts. */
+typedef struct RunJob
+{
+	char	   *schema;
+	char	   *command;		/* NULL: stopped before it started */
+	int64		timeout_ms;		/* 0: none */
+} RunJob;
+
+/*
+ * Mark the run started (started_at: when the command really starts, not
+ * when it was claimed) and read its job.  The tables are protected from
+ * the owner, so as superuser.  Allocates in runcxt.  Needs a transaction.
+ */
+static void
+read_run_job(const RunArgs *args, MemoryContext runcxt, RunJob *job)
+{
+	SingletonPrivileged priv;
+	char	   *sql;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		t;
+
+	job->command = NULL;
+	job->timeout_ms = 0;
+	values[0] = Int64GetDatum(args->run_id);
+	values[1] = Int32GetDatum(MyProcPid);
+	singleton_begin_privileged(&priv);
+	sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2, started_at = clock_timestamp()"
+				   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id"
+				   " AND r.status = " SINGLETON_RUN_SQL(RUNNING)
+				   " RETURNING j.command, (extract(epoch FROM j.timeout) * 1000)::int8",
+				   job->schema, job->schema);
+	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) == SPI_OK_UPDATE_RETURNING &&
+		SPI_processed == 1)
+	{
+		job->command = MemoryContextStrdup(runcxt,
+										   TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+																			 SPI_tuptable->tupdesc, 1, &isnull)));
+		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		job->timeout_ms = isnull ? 0 : DatumGetInt64(t);
+		/* the administrator's cap applies to jobs without a timeout too */
+		if (singleton_job_max_timeout > 0 && !superuser_arg(args->owner) &&
+			(job->timeout_ms <= 0 || job->timeout_ms > singleton_job_max_timeout))
+			job->timeout_ms = singleton_job_max_timeout;
+	}
+	singleton_end_privileged(&priv);
+}
+
+/*
+ * Run the command in one transaction, with its timeout as statement timeout
+ * and a deadline past which the launcher terminates the worker, and record
+ * success in that same transaction unless the run was stopped meanwhile.
+ */
+static void
+run_command(const RunArgs *args, const RunJob *job)
+{
+	SingletonPrivileged priv;
+	int			ret;
+	char	   *sql;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+
+	begin_tx(job->command);
+	if (job->timeout_ms > 0)
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   job->timeout_ms + SINGLETON_RUN_KILL_GRACE_MS);
+
+		SpinLockAcquire(&singleton_worker->mutex);
+		singleton_worker->slots[args->slot].deadline = deadline;
+		SpinLockRelease(&singleton_worker->mutex);
+		arm_statement_timeout(job->timeout_ms);
+	}
+	ret = SPI_execute(job->command, false, 0);
+	disarm_statement_timeout();
+	if (ret < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("job command could not be run: %s", SPI_result_code_string(ret)),
+				 errhint("A job command runs in one transaction; it cannot use COMMIT, ROLLBACK or COPY to or from the client.")));
+	values[0] = Int64GetDatum(args->run_id);
+	values[1] = CStringGetTextDatum(result_tag(ret, SPI_processed));
+
+	singleton_begin_privileged(&priv);
+	sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(SUCCEEDED) ","
+				   " finished_at = clock_timestamp(), result = $2"
+				   " WHERE id = $1 AND status = " SINGLETON_RUN_SQL(RUNNING), job->schema);
+	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the end of run " INT64_FORMAT, args->run_id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("run " INT64_FORMAT " was stopped", args->run_id)));
+	singleton_end_privileged(&priv);
+	end_tx();
+}
+
+/*
+ * The command failed (or was cancelled, or timed out): abort it and record
+ * why in a new transaction.  Called in PG_CATCH, in runcxt.
+ */
+static void
+record_failure(const RunArgs *args, const RunJob *job, instr_time start)
+{
+	SingletonPrivileged priv;
+	ErrorData  *edata;
+	instr_time	elapsed;
+	SingletonRunStatus status;
+	char	   *error;
+
+	disarm_statement_timeout();
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	/* a cancel that arrived late must not cancel the bookkeeping too */
+	QueryCancelPending = false;
+
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, start);
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		status = (job->timeout_ms > 0 && INSTR_TIME_GET_MILLISEC(elapsed) >= job->timeout_ms) ?
+			SINGLETON_RUN_TIMED_OUT : SINGLETON_RUN_CANCELLED;
+	else
+		status = SINGLETON_RUN_FAILED;
+	error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
+
+	/* a stopped run is already "cancelled"; finish_run leaves it so */
+	begin_tx("singleton: recording a failed run");
+	singleton_begin_privileged(&priv);
+	finish_run(job->schema, args->run_id, status, error, NULL, true);
+	singleton_end_privileged(&priv);
+	end_tx();
+}
+
 void
 singleton_run_main(Datum main_arg)
 {
 	RunArgs		args;
-	char	   *schema;
-	char	   *command = NULL;
-	int64		timeout_ms = 0;
-	SingletonPrivileged priv;
+	RunJob		job;
 	instr_time	start;
 	MemoryContext runcxt;
 
@@ -849,131 +990,29 @@ singleton_run_main(Datum main_arg)
 	pgstat_report_appname("singleton job run");
 	runcxt = AllocSetContextCreate(TopMemoryContext, "singleton run", ALLOCSET_DEFAULT_SIZES);
 
-	/* read the job; the tables are protected from the owner, so as superuser */
 	begin_tx("singleton: starting a run");
-	schema = singleton_extension_schema();
-	if (schema == NULL)
+	job.schema = singleton_extension_schema();
+	if (job.schema == NULL)
 	{
 		/* the extension was dropped after the run was handed out */
 		end_tx();
 		proc_exit(0);
 	}
-	schema = MemoryContextStrdup(runcxt, schema);
-	singleton_begin_privileged(&priv);
-	{
-		char	   *sql;
-		Oid			types[2] = {INT8OID, INT4OID};
-		Datum		values[2];
-
-		values[0] = Int64GetDatum(args.run_id);
-		values[1] = Int32GetDatum(MyProcPid);
-		/* started_at: when the command really starts, not when it was claimed */
-		sql = psprintf("UPDATE %s.singleton_job_run r SET worker_pid = $2, started_at = clock_timestamp()"
-					   " FROM %s.singleton_job j WHERE r.id = $1 AND j.id = r.job_id"
-					   " AND r.status = " SINGLETON_RUN_SQL(RUNNING)
-					   " RETURNING j.command, (extract(epoch FROM j.timeout) * 1000)::int8",
-					   schema, schema);
-		if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) == SPI_OK_UPDATE_RETURNING &&
-			SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		t;
-
-			command = MemoryContextStrdup(runcxt,
-										  TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-																			SPI_tuptable->tupdesc, 1, &isnull)));
-			t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			timeout_ms = isnull ? 0 : DatumGetInt64(t);
-			/* the administrator's cap applies to jobs without a timeout too */
-			if (singleton_job_max_timeout > 0 && !superuser_arg(args.owner) &&
-				(timeout_ms <= 0 || timeout_ms > singleton_job_max_timeout))
-				timeout_ms = singleton_job_max_timeout;
-		}
-	}
-	singleton_end_privileged(&priv);
+	job.schema = MemoryContextStrdup(runcxt, job.schema);
+	read_run_job(&args, runcxt, &job);
 	end_tx();
-
-	if (command == NULL)
+	if (job.command == NULL)
 		proc_exit(0);			/* stopped before it started */
 
 	INSTR_TIME_SET_CURRENT(start);
 	PG_TRY();
 	{
-		int			ret;
-		char	   *result;
-
-		begin_tx(command);
-		if (timeout_ms > 0)
-		{
-			TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															   timeout_ms + SINGLETON_RUN_KILL_GRACE_MS);
-
-			SpinLockAcquire(&singleton_worker->mutex);
-			singleton_worker->slots[args.slot].deadline = deadline;
-			SpinLockRelease(&singleton_worker->mutex);
-			arm_statement_timeout(timeout_ms);
-		}
-		ret = SPI_execute(command, false, 0);
-		disarm_statement_timeout();
-		if (ret < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("job command could not be run: %s", SPI_result_code_string(ret)),
-					 errhint("A job command runs in one transaction; it cannot use COMMIT, ROLLBACK or COPY to or from the client.")));
-		result = result_tag(ret, SPI_processed);
-
-		/* record success in the same transaction, unless it was stopped */
-		singleton_begin_privileged(&priv);
-		{
-			char	   *sql;
-			Oid			types[2] = {INT8OID, TEXTOID};
-			Datum		values[2];
-
-			sql = psprintf("UPDATE %s.singleton_job_run SET status = " SINGLETON_RUN_SQL(SUCCEEDED) ","
-						   " finished_at = clock_timestamp(), result = $2"
-						   " WHERE id = $1 AND status = " SINGLETON_RUN_SQL(RUNNING), schema);
-			values[0] = Int64GetDatum(args.run_id);
-			values[1] = CStringGetTextDatum(result);
-			if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not record the end of run " INT64_FORMAT, args.run_id);
-			if (SPI_processed == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("run " INT64_FORMAT " was stopped", args.run_id)));
-		}
-		singleton_end_privileged(&priv);
-		end_tx();
+		run_command(&args, &job);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		instr_time	elapsed;
-		SingletonRunStatus status;
-		char	   *error;
-
 		MemoryContextSwitchTo(runcxt);
-		disarm_statement_timeout();
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		/* a cancel that arrived late must not cancel the bookkeeping too */
-		QueryCancelPending = false;
-
-		INSTR_TIME_SET_CURRENT(elapsed);
-		INSTR_TIME_SUBTRACT(elapsed, start);
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			status = (timeout_ms > 0 && INSTR_TIME_GET_MILLISEC(elapsed) >= timeout_ms) ?
-				SINGLETON_RUN_TIMED_OUT : SINGLETON_RUN_CANCELLED;
-		else
-			status = SINGLETON_RUN_FAILED;
-		error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
-
-		/* a stopped run is already "cancelled"; finish_run leaves it so */
-		begin_tx("singleton: recording a failed run");
-		singleton_begin_privileged(&priv);
-		finish_run(schema, args.run_id, status, error, NULL, true);
-		singleton_end_privileged(&priv);
-		end_tx();
+		record_failure(&args, &job, start);
 	}
 	PG_END_TRY();
 
