@@ -411,8 +411,8 @@ singleton_registry_read(const char *name, int len, bool count_access)
 }
 
 /*
- * Store a value (set, or a factory's result) into a locked entry.  Returns
- * the chunk that was replaced, for the caller to free after unlocking.
+ * Store a value (set, or a factory's result) into a locked entry.  The
+ * caller frees the chunk it replaced after unlocking.
  */
 static void
 fill_ready(RegistryEntry *e, dsa_pointer chunk, int typelen, uint8 kind,

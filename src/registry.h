@@ -34,6 +34,10 @@ extern int	singleton_max_value_size;
 #define VALUE_JSONB			0
 #define VALUE_INT			1
 
+/*
+ * A registry entry: every field is protected by its dshash partition lock,
+ * but access_count and last_access, atomics bumped under the shared lock.
+ */
 typedef struct RegistryEntry
 {
 	SingletonKey key;			/* key.name is the chunk: name, type, value */

@@ -702,11 +702,48 @@ launcher_exit(int code, Datum arg)
 	SpinLockRelease(&singleton_worker->mutex);
 }
 
+/* What the launcher carries from one cycle to the next. */
+typedef struct LauncherState
+{
+	bool		orphans_checked;
+	TimestampTz last_prune;
+	MemoryContext cycle_cxt;	/* reset at the start of every cycle */
+} LauncherState;
+
+/* One cycle: reap, fail orphans now and then, dispatch, prune. */
+static void
+launcher_cycle(LauncherState *st)
+{
+	char	   *schema;
+
+	StartTransactionCommand();
+	schema = singleton_extension_schema();
+	if (schema)
+		schema = MemoryContextStrdup(st->cycle_cxt, schema);
+	CommitTransactionCommand();
+	if (schema == NULL)
+		return;
+
+	reap_workers(schema);
+	/* at start, then now and then: restored or stray "running" rows */
+	if (!st->orphans_checked ||
+		TimestampDifferenceExceeds(st->last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
+	{
+		fail_orphans(schema);
+		st->orphans_checked = true;
+	}
+	dispatch(schema);
+	if (TimestampDifferenceExceeds(st->last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
+	{
+		prune_history(schema);
+		st->last_prune = GetCurrentTimestamp();
+	}
+}
+
 void
 singleton_launcher_main(Datum main_arg)
 {
-	bool		orphans_checked = false;
-	TimestampTz last_prune = 0;
+	LauncherState st = {0};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -720,24 +757,25 @@ singleton_launcher_main(Datum main_arg)
 
 	run_handles = MemoryContextAllocZero(TopMemoryContext,
 										 sizeof(BackgroundWorkerHandle *) * singleton_worker->nslots);
+	st.cycle_cxt = AllocSetContextCreate(TopMemoryContext, "singleton launcher cycle",
+										 ALLOCSET_SMALL_SIZES);
 
 	BackgroundWorkerInitializeConnection(singleton_database, NULL, 0);
 	pgstat_report_appname("singleton job launcher");
 	/* the launcher is a superuser: resolve names in pg_catalog only */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a user holding a run's row lock must not stall dispatch for everyone */
+	/* a lock a user holds must not stall dispatch for long (we skip most) */
 	SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
 
 	for (;;)
 	{
-		char	   *volatile schema = NULL;
-
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		MemoryContextReset(st.cycle_cxt);
 
 		/*
 		 * An error in one cycle (say, the extension being dropped under us)
@@ -745,30 +783,7 @@ singleton_launcher_main(Datum main_arg)
 		 */
 		PG_TRY();
 		{
-			StartTransactionCommand();
-			schema = singleton_extension_schema();
-			if (schema)
-				schema = MemoryContextStrdup(TopMemoryContext, schema);
-			CommitTransactionCommand();
-
-			if (schema != NULL)
-			{
-				reap_workers(schema);
-				/* at start, then now and then: restored or stray "running" rows */
-				if (!orphans_checked ||
-					TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
-				{
-					fail_orphans(schema);
-					orphans_checked = true;
-				}
-				dispatch(schema);
-				if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
-				{
-					prune_history(schema);
-					last_prune = GetCurrentTimestamp();
-				}
-				pfree(schema);
-			}
+			launcher_cycle(&st);
 		}
 		PG_CATCH();
 		{
