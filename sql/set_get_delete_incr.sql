@@ -28,7 +28,6 @@ FROM singleton_entries ORDER BY name;
 -- replacing keeps created_at, moves updated_at, resets the access count
 CREATE TEMP TABLE before AS
     SELECT created_at, updated_at FROM singleton_entries WHERE name = 'greeting';
-SELECT pg_sleep(0.01);
 SELECT singleton_set('greeting', '"hi again"', 'text');
 SELECT e.access_count, e.last_access IS NULL AS unread, e.type,
        e.created_at = b.created_at AS same_created, e.updated_at > b.updated_at AS updated
