@@ -490,9 +490,10 @@ busy_owners(Datum *owners_array, Datum *counts_array)
  * The next run to start: among the oldest queued run of each enabled job,
  * the one whose owner has the fewest runs executing, oldest first, skipping
  * owners (not superusers) already at singleton.job_role_worker_share.  The
- * jobs with queued runs are found by a loose scan of the queued-runs index
- * (one probe per such job), so the cost grows neither with how many runs
- * wait nor with how many jobs are idle.  A run row another transaction
+ * oldest queued run of each job is found by a loose scan ordered by
+ * (job_id, id), which only the queued-runs index can serve: one probe per
+ * job with queued runs, so the cost grows neither with how many runs wait
+ * (however they are spread over jobs) nor with how many jobs are idle.  A run row another transaction
  * holds is skipped.  Claims the run as running and returns its id, owner
  * and the owner's name when it made the job; 0 if none.  Caller has a
  * transaction and SPI.
@@ -505,24 +506,21 @@ claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 	Datum		values[3];
 	bool		isnull;
 
-	sql = psprintf("WITH RECURSIVE qj(job_id) AS ("
-				   "  SELECT min(job_id) FROM %s.singleton_job_run"
-				   "  WHERE status = " SINGLETON_RUN_SQL(QUEUED)
+	sql = psprintf("WITH RECURSIVE heads(job_id, id) AS ("
+				   "  (SELECT job_id, id FROM %s.singleton_job_run"
+				   "   WHERE status = " SINGLETON_RUN_SQL(QUEUED) " ORDER BY job_id, id LIMIT 1)"
 				   "  UNION ALL"
-				   "  SELECT (SELECT min(r.job_id) FROM %s.singleton_job_run r"
-				   "          WHERE r.status = " SINGLETON_RUN_SQL(QUEUED) " AND r.job_id > qj.job_id)"
-				   "  FROM qj WHERE qj.job_id IS NOT NULL),"
+				   "  SELECT n.job_id, n.id FROM heads,"
+				   "  LATERAL (SELECT r.job_id, r.id FROM %s.singleton_job_run r"
+				   "           WHERE r.status = " SINGLETON_RUN_SQL(QUEUED) " AND r.job_id > heads.job_id"
+				   "           ORDER BY r.job_id, r.id LIMIT 1) n),"
 				   " busy AS (SELECT * FROM unnest($2, $3) AS b(owner, n)),"
-				   " heads AS ("
-				   "  SELECT h.id, j.owner FROM qj JOIN %s.singleton_job j ON j.id = qj.job_id,"
-				   "  LATERAL (SELECT q.id FROM %s.singleton_job_run q"
-				   "           WHERE q.job_id = j.id AND q.status = " SINGLETON_RUN_SQL(QUEUED)
-				   "           ORDER BY q.id LIMIT 1) h"
-				   "  WHERE j.enabled),"
 				   " ranked AS ("
-				   "  SELECT h.id, coalesce(b.n, 0) AS n FROM heads h LEFT JOIN busy b ON b.owner = h.owner::oid"
+				   "  SELECT h.id, coalesce(b.n, 0) AS n FROM heads h"
+				   "  JOIN %s.singleton_job j ON j.id = h.job_id AND j.enabled"
+				   "  LEFT JOIN busy b ON b.owner = j.owner::oid"
 				   "  WHERE coalesce(b.n, 0) < $1"
-				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = h.owner)"
+				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner)"
 				   "  ORDER BY 2, 1 LIMIT %d),"
 				   " pick AS ("
 				   "  SELECT q.id FROM %s.singleton_job_run q JOIN ranked k ON k.id = q.id"
@@ -533,7 +531,7 @@ claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 				   " FROM pick, %s.singleton_job j"
 				   " WHERE r.id = pick.id AND j.id = r.job_id"
 				   " RETURNING r.id, j.owner::oid, j.owner_name::text, j.id",
-				   schema, schema, schema, schema, CLAIM_CANDIDATES, schema, schema, schema);
+				   schema, schema, schema, CLAIM_CANDIDATES, schema, schema, schema);
 	values[0] = Int32GetDatum(singleton_job_role_worker_cap());
 	busy_owners(&values[1], &values[2]);
 	if (SPI_execute_with_args(sql, 3, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
