@@ -483,9 +483,6 @@ busy_owners(Datum *owners_array, Datum *counts_array)
 													TYPALIGN_INT));
 }
 
-/* Candidates claim_next_run looks at, past any a user's lock holds. */
-#define CLAIM_CANDIDATES	16
-
 /*
  * The next run to start: among the oldest queued run of each enabled job,
  * the one whose owner has the fewest runs executing, oldest first, skipping
@@ -493,7 +490,9 @@ busy_owners(Datum *owners_array, Datum *counts_array)
  * oldest queued run of each job is found by a loose scan ordered by
  * (job_id, id), which only the queued-runs index can serve: one probe per
  * job with queued runs, so the cost grows neither with how many runs wait
- * (however they are spread over jobs) nor with how many jobs are idle.  A run row another transaction
+ * (however they are spread over jobs) nor with how many jobs are idle.  The
+ * lock is taken in the order of preference, skipping rows another
+ * transaction holds (however many a user locks, the others are claimed).  A run row another transaction
  * holds is skipped.  Claims the run as running and returns its id, owner
  * and the owner's name when it made the job; 0 if none.  Caller has a
  * transaction and SPI.
@@ -515,23 +514,22 @@ claim_next_run(const char *schema, Oid *owner, char **owner_name, int64 *job_id)
 				   "           WHERE r.status = " SINGLETON_RUN_SQL(QUEUED) " AND r.job_id > heads.job_id"
 				   "           ORDER BY r.job_id, r.id LIMIT 1) n),"
 				   " busy AS (SELECT * FROM unnest($2, $3) AS b(owner, n)),"
-				   " ranked AS ("
-				   "  SELECT h.id, coalesce(b.n, 0) AS n FROM heads h"
-				   "  JOIN %s.singleton_job j ON j.id = h.job_id AND j.enabled"
-				   "  LEFT JOIN busy b ON b.owner = j.owner::oid"
-				   "  WHERE coalesce(b.n, 0) < $1"
-				   "     OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner)"
-				   "  ORDER BY 2, 1 LIMIT %d),"
 				   " pick AS ("
-				   "  SELECT q.id FROM %s.singleton_job_run q JOIN ranked k ON k.id = q.id"
+				   "  SELECT q.id FROM heads h"
+				   "  JOIN %s.singleton_job j ON j.id = h.job_id AND j.enabled"
+				   "  JOIN %s.singleton_job_run q ON q.id = h.id"
+				   "  LEFT JOIN busy b ON b.owner = j.owner::oid"
 				   "  WHERE q.status = " SINGLETON_RUN_SQL(QUEUED)
-				   "  ORDER BY k.n, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
+				   "    AND (coalesce(b.n, 0) < $1"
+				   "         OR (SELECT a.rolsuper FROM pg_authid a WHERE a.oid = j.owner))"
+				   "  ORDER BY coalesce(b.n, 0), q.id"
+				   "  LIMIT 1 FOR UPDATE OF q SKIP LOCKED)"
 				   " UPDATE %s.singleton_job_run r SET status = " SINGLETON_RUN_SQL(RUNNING) ","
 				   "        started_at = clock_timestamp()"
 				   " FROM pick, %s.singleton_job j"
 				   " WHERE r.id = pick.id AND j.id = r.job_id"
 				   " RETURNING r.id, j.owner::oid, j.owner_name::text, j.id",
-				   schema, schema, schema, CLAIM_CANDIDATES, schema, schema, schema);
+				   schema, schema, schema, schema, schema, schema);
 	values[0] = Int32GetDatum(singleton_job_role_worker_cap());
 	busy_owners(&values[1], &values[2]);
 	if (SPI_execute_with_args(sql, 3, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
@@ -563,8 +561,10 @@ refuse_run(const char *schema, int64 run_id, int64 job_id, const JobOwnerProblem
 
 		values[0] = Int64GetDatum(job_id);
 		values[1] = CStringGetTextDatum(error);
+		/* a job row a user holds stays enabled for now: its next run is refused too */
 		if (SPI_execute_with_args(psprintf("UPDATE %s.singleton_job SET enabled = false, disabled_reason = $2"
-										   " WHERE id = $1", schema),
+										   " WHERE id = (SELECT l.id FROM %s.singleton_job l WHERE l.id = $1"
+										   "             FOR UPDATE SKIP LOCKED)", schema, schema),
 								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not disable job " INT64_FORMAT, job_id);
 	}
@@ -683,10 +683,13 @@ prune_history(const char *schema)
 	if (singleton_job_history <= 0)
 		return;
 	begin_tx("singleton: pruning job history");
-	sql = psprintf("DELETE FROM %s.singleton_job_run"
+	/* rows a user's transaction holds (a job being deleted) are left for later */
+	sql = psprintf("DELETE FROM %s.singleton_job_run WHERE id IN ("
+				   " SELECT id FROM %s.singleton_job_run"
 				   " WHERE status NOT IN " SINGLETON_RUN_ACTIVE_SQL
-				   " AND finished_at < clock_timestamp() - make_interval(secs => %d)",
-				   schema, singleton_job_history);
+				   " AND finished_at < clock_timestamp() - make_interval(secs => %d)"
+				   " FOR UPDATE SKIP LOCKED)",
+				   schema, schema, singleton_job_history);
 	SPI_execute(sql, false, 0);
 	end_tx();
 }
@@ -733,8 +736,9 @@ launcher_cycle(LauncherState *st)
 	dispatch(schema);
 	if (TimestampDifferenceExceeds(st->last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
 	{
-		prune_history(schema);
+		/* first, so that a prune that fails is not retried every cycle */
 		st->last_prune = GetCurrentTimestamp();
+		prune_history(schema);
 	}
 }
 

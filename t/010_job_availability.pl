@@ -76,6 +76,41 @@ is(sql("SET ROLE victim; SELECT status FROM singleton_job_wait($vrun, '60 second
 sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()});
 $locker->finish;
 
+# 1b. ... however many of its queued runs it locks (more than any batch the
+# launcher might look at)
+hold_workers();
+my @mj = map { sql(qq{SET ROLE mallory; SELECT singleton_job_create('many_$_', 'SELECT 1')}) } 1 .. 20;
+sql("SET ROLE mallory; SELECT singleton_job_execute(id) FROM unnest(ARRAY[" . join(',', @mj) . "]) id");
+$locker = background(q{SET ROLE mallory; BEGIN;
+	SELECT count(_singleton_run_cancel(id)) FROM singleton_job_run WHERE status = 'queued';
+	SELECT pg_sleep(120);});
+wait_for(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()},
+	'the holder of 20 locks');
+$vrun = sql("SET ROLE victim; SELECT singleton_job_execute($quick)");
+free_workers();
+is(sql("SET ROLE victim; SELECT status FROM singleton_job_wait($vrun, '60 seconds')"), 'succeeded',
+	'a run is dispatched while another role holds the locks of 20 older queued runs');
+sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()});
+$locker->finish;
+sql("SELECT singleton_job_delete(id) FROM unnest(ARRAY[" . join(',', @mj) . "]) id");
+
+# 1c. a job whose owner is gone (here: renamed), its row locked by a change
+# held open: refusing its run must not wait for that lock
+sql('CREATE ROLE carol LOGIN');
+my $cjob = sql(q{SET ROLE carol; SELECT singleton_job_create('renamed', 'SELECT 1')});
+sql('ALTER ROLE carol RENAME TO carol2');
+$locker = background("SET ROLE carol2; BEGIN; SELECT singleton_job_update($cjob, command => 'SELECT 2'); SELECT pg_sleep(120);");
+wait_for(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()},
+	'the holder of the job row');
+my $crun = sql("SELECT singleton_job_execute($cjob)");
+$vrun = sql("SET ROLE victim; SELECT singleton_job_execute($quick)");
+is(sql("SET ROLE victim; SELECT status FROM singleton_job_wait($vrun, '60 seconds')"), 'succeeded',
+	'a run is dispatched while the row of a refused job is locked');
+like(sql("SELECT error FROM singleton_job_wait($crun, '60 seconds')"), qr/^42704: role "carol" that owns the job no longer exists/,
+	'and the refused run says why');
+sql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()});
+$locker->finish;
+
 # 2. a command that catches its cancel: it keeps its share, and is terminated
 my $trap = q{DO $d$ BEGIN FOR i IN 1 .. 120 LOOP BEGIN PERFORM pg_sleep(0.5); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $d$};
 my $tjob = sql(qq{SET ROLE mallory; SELECT singleton_job_create('trap', \$q\$$trap\$q\$)});
