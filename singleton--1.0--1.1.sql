@@ -416,3 +416,15 @@ CREATE OR REPLACE FUNCTION @extschema@.singleton_job_wait(run bigint, timeout in
 RETURNS @extschema@.singleton_job_run
 AS 'MODULE_PATHNAME', 'singleton_job_wait'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+--
+-- A cheap form of singleton_stats() for dashboards that poll often: the
+-- instance's totals without the per-name maps, whose cost grows with the
+-- registry (a second function, so singleton_stats() keeps the keys of 1.0).
+--
+CREATE FUNCTION @extschema@.singleton_stats_summary()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'singleton_stats_summary'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.singleton_stats_summary() IS
+'instance-wide totals of singleton_stats() without per-name maps: the same cost at any registry size';

@@ -6,6 +6,7 @@
 --   fill_s, count             the fill and the entries it left
 --   <variant>|best_seconds    the per-call variants, as in percall.sql
 --   stats_s, entries_view_s   singleton_stats() and count(*) FROM singleton_entries
+--   stats_summary_s           singleton_stats_summary()
 -- Every timing is the best of reps rounds, the rounds interleaved.
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -29,7 +30,8 @@ INSERT INTO scale_variant VALUES
     (3, 'bare_spread',   'SELECT count(''s.'' || (x %% %2$s + 1)) FROM generate_series(1, %1$s) AS x'),
     (4, 'get_spread',    'SELECT count(singleton_get(''s.'' || (x %% %2$s + 1))) FROM generate_series(1, %1$s) AS x'),
     (5, 'stats',         'SELECT count(*) FROM (SELECT singleton_stats() AS s OFFSET 0) x WHERE (s->>''total_singletons'')::bigint = %2$s'),
-    (6, 'entries_view',  'SELECT count(*) FROM singleton_entries');
+    (6, 'entries_view',  'SELECT count(*) FROM singleton_entries'),
+    (7, 'stats_summary', 'SELECT count(*) FROM (SELECT singleton_stats_summary() AS s OFFSET 0) x WHERE (s->>''instance_entries'')::bigint >= %2$s');
 
 CREATE TEMP TABLE scale_time (variant text, round int, seconds float8, rows bigint);
 
@@ -60,7 +62,7 @@ UNION ALL SELECT 'count|' || :count
 UNION ALL
 (SELECT variant || '|' || min(seconds)
  FROM scale_time JOIN scale_variant USING (variant)
- WHERE rows = CASE WHEN variant = 'stats' THEN 1
+ WHERE rows = CASE WHEN variant IN ('stats', 'stats_summary') THEN 1
                    WHEN variant = 'entries_view' THEN current_setting('bench.entries')::bigint
                    ELSE current_setting('bench.calls')::bigint END
  GROUP BY variant, ord

@@ -81,6 +81,12 @@ SELECT s->'total_singletons' AS total, s->'singleton_names' AS names,
 FROM singleton_stats() s;
 SELECT s->'access_counts' FROM singleton_stats() s;
 SELECT jsonb_object_keys(singleton_stats()) AS key ORDER BY 1;
+-- the cheap form: the instance's totals without per-name maps, the same
+-- counters as singleton_stats() and the same entry count as the health
+SELECT jsonb_object_keys(singleton_stats_summary()) AS key ORDER BY 1;
+SELECT (singleton_stats_summary()->>'gets') = (singleton_stats()->>'gets') AS same_gets,
+       (singleton_stats_summary()->'rate_limiter') = (singleton_stats()->'rate_limiter') AS same_limiter,
+       (singleton_stats_summary()->>'instance_entries') = (singleton_health()->>'entries') AS same_entries;
 SELECT count(*) AS creation_times_are_epochs
 FROM jsonb_each(singleton_stats()->'creation_times') t
 WHERE to_timestamp(t.value::text::float8) BETWEEN now() - interval '1 hour' AND now() + interval '1 minute';

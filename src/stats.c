@@ -28,6 +28,7 @@
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(singleton_stats);
+PG_FUNCTION_INFO_V1(singleton_stats_summary);
 PG_FUNCTION_INFO_V1(singleton_health);
 
 /* Degraded once this share of singleton.memory_limit is in use. */
@@ -196,6 +197,44 @@ append_entry_maps(StringInfo buf, EntrySnapshot *snap, int n, OwnerPrivCache *ca
 	appendStringInfoChar(buf, '}');
 }
 
+/*
+ * The instance-wide part of singleton_stats(), which is all of
+ * singleton_stats_summary(): counters summed over the per-backend slots,
+ * memory, the limiters' state.  Its cost does not depend on the entries.
+ */
+static void
+append_instance_counters(StringInfo buf, bool *first)
+{
+	CounterTotals t;
+	bool		inner = true;
+
+	sum_counters(&t);
+	append_u64(buf, "rate_limited_count", singleton_admission_refused_count(), first);
+	append_key(buf, "timestamp", first);
+	appendStringInfo(buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
+	append_u64(buf, "gets", t.gets, first);
+	append_u64(buf, "hits", t.hits, first);
+	append_u64(buf, "misses", t.misses, first);
+	append_u64(buf, "sets", t.sets, first);
+	append_u64(buf, "deletes", t.deletes, first);
+	append_u64(buf, "incrs", t.incrs, first);
+	append_u64_or_null(buf, "memory_used_bytes",
+					   pg_atomic_read_u64(&singleton_area_shared->memory_used),
+					   may_see_byte_totals(), first);
+	append_u64(buf, "memory_limit_bytes", singleton_area_shared->memory_limit, first);
+	append_u64(buf, "factory_runs", t.factory_runs, first);
+	append_u64(buf, "factory_failures", t.factory_failures, first);
+	append_u64(buf, "factory_waits", t.factory_waits, first);
+	append_key(buf, "factory_wait_ms", first);
+	appendStringInfo(buf, "%.3f", t.factory_wait_us / 1000.0);
+	append_key(buf, "rate_limiter", first);
+	appendStringInfoChar(buf, '{');
+	append_u64(buf, "keys", singleton_limiter_key_count(), &inner);
+	append_u64(buf, "allowed", t.limiter_allowed, &inner);
+	append_u64(buf, "refused", t.limiter_refused, &inner);
+	appendStringInfoChar(buf, '}');
+}
+
 Datum
 singleton_stats(PG_FUNCTION_ARGS)
 {
@@ -203,10 +242,8 @@ singleton_stats(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 	int64		bytes = 0;
-	CounterTotals t;
 	StringInfoData buf;
 	bool		first = true;
-	bool		inner;
 	OwnerPrivCache cache = {0};
 
 	singleton_registry_attach();
@@ -216,7 +253,6 @@ singleton_stats(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 		if (!singleton_registry_hides_usage(&snap[i], &cache))
 			bytes += snap[i].size_bytes;
-	sum_counters(&t);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
@@ -231,39 +267,33 @@ singleton_stats(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf, "%.4f", bytes / (1024.0 * 1024.0));
 	append_key(&buf, "memory_note", &first);
 	escape_json(&buf, memory_note);
-	append_u64(&buf, "rate_limited_count",
-			   singleton_admission_refused_count(), &first);
-	append_key(&buf, "timestamp", &first);
-	appendStringInfo(&buf, "%.6f", epoch_seconds(GetCurrentTimestamp()));
-
-	append_u64(&buf, "gets", t.gets, &first);
-	append_u64(&buf, "hits", t.hits, &first);
-	append_u64(&buf, "misses", t.misses, &first);
-	append_u64(&buf, "sets", t.sets, &first);
-	append_u64(&buf, "deletes", t.deletes, &first);
-	append_u64(&buf, "incrs", t.incrs, &first);
-	append_u64_or_null(&buf, "memory_used_bytes",
-					   pg_atomic_read_u64(&singleton_area_shared->memory_used),
-					   may_see_byte_totals(), &first);
-	append_u64(&buf, "memory_limit_bytes", singleton_area_shared->memory_limit, &first);
-
-	append_u64(&buf, "factory_runs", t.factory_runs, &first);
-	append_u64(&buf, "factory_failures", t.factory_failures, &first);
-	append_u64(&buf, "factory_waits", t.factory_waits, &first);
-	append_key(&buf, "factory_wait_ms", &first);
-	appendStringInfo(&buf, "%.3f", t.factory_wait_us / 1000.0);
-
-	append_key(&buf, "rate_limiter", &first);
-	appendStringInfoChar(&buf, '{');
-	inner = true;
-	append_u64(&buf, "keys", singleton_limiter_key_count(), &inner);
-	append_u64(&buf, "allowed", t.limiter_allowed, &inner);
-	append_u64(&buf, "refused", t.limiter_refused, &inner);
-	appendStringInfoChar(&buf, '}');
+	append_instance_counters(&buf, &first);
 
 	singleton_jobs_append_stats(&buf);
 	appendStringInfoChar(&buf, '}');
 	pfree(snap);
+	PG_RETURN_DATUM(finish_json(&buf));
+}
+
+/*
+ * singleton_stats_summary(): for dashboards that poll often, the totals of
+ * singleton_stats() without its per-name maps and without the job counts
+ * (which read the run history): entries in the instance, counters, memory,
+ * the limiters.  Reads fixed shared memory only, so it costs the same at
+ * ten entries and at ten million, and answers while the snapshot loads.
+ */
+Datum
+singleton_stats_summary(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	singleton_require_loaded();
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_u64(&buf, "instance_entries", singleton_registry_entry_count(), &first);
+	append_instance_counters(&buf, &first);
+	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(finish_json(&buf));
 }
 
