@@ -114,6 +114,11 @@ ALTER TABLE @extschema@.singleton_job ADD CONSTRAINT singleton_job_owner_name_ke
 -- _singleton_job_insert and _singleton_job_modify; the table's CHECK
 -- constraints of 1.0 stay only as a backstop for superusers' direct writes.
 DROP FUNCTION @extschema@._singleton_job_check(text, interval, integer);
+-- Queueing wakes the launcher, and the wait checks who queued a run, in C
+-- now: 1.0's SQL helpers for both are no longer called (and the wake, open
+-- to PUBLIC, only let any role keep the launcher cycling).
+DROP FUNCTION @extschema@._singleton_worker_wake();
+DROP FUNCTION @extschema@._singleton_xid_is_current(xid);
 
 -- A run's status is one type, shared with the C code (SingletonRunStatus in
 -- src/worker.h has these labels in this order).  The type itself rejects

@@ -1029,6 +1029,11 @@ singleton_run_done_at_commit(void)
 	run_done_at_commit = true;
 }
 
+/*
+ * _singleton_worker_wake() and _singleton_xid_is_current(xid) of 1.0: 1.1
+ * does both in C and drops them, but an installation still on 1.0 calls
+ * them through this library.
+ */
 Datum
 singleton_worker_wake(PG_FUNCTION_ARGS)
 {
@@ -1045,11 +1050,7 @@ singleton_job_database_check(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * Was a row with this xmin written by the current transaction or one of its
- * subtransactions?  Used to refuse waiting for a run that cannot start
- * before the caller commits.
- */
+/* Was a row with this xmin written by this transaction (1.0 only)? */
 Datum
 singleton_xid_is_current(PG_FUNCTION_ARGS)
 {
