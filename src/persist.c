@@ -663,7 +663,7 @@ write_records(int fd, pg_crc32c *crc, uint64 *count, uint64 *bytes)
 
 		if (keys[i].state != ENTRY_READY)
 			continue;
-		if (!singleton_registry_copy_image(keys[i].dbid, keys[i].name, strlen(keys[i].name),
+		if (!singleton_registry_copy_image(keys[i].dbid, keys[i].name, keys[i].namelen,
 								 &rec, &buf, &bufsize))
 			continue;			/* deleted meanwhile */
 		len = (Size) rec.namelen + rec.typelen + rec.valuelen;

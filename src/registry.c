@@ -778,7 +778,7 @@ singleton_clear(PG_FUNCTION_ARGS)
 	{
 		SingletonKey key;
 		RegistryEntry *e;
-		int			len = strlen(snap[i].name);
+		int			len = snap[i].namelen;
 
 		if (snap[i].state != ENTRY_READY ||
 			!singleton_registry_has_owner_privs(snap[i].owner, &cache))
@@ -1045,69 +1045,120 @@ singleton_registry_purge_database(Oid dbid)
 	dshash_seq_term(&status);
 }
 
+/* Bytes of name and type, each NUL-terminated, an entry adds to a snapshot. */
+static inline Size
+snapshot_text_size(const RegistryEntry *e)
+{
+	return (Size) SINGLETON_KEY_LEN(&e->key) + e->typelen + 2;
+}
+
+/* Entries of dbid (InvalidOid: all) and the text a snapshot needs for them. */
+static void
+measure_snapshot(Oid dbid, Size *count, Size *text)
+{
+	dshash_seq_status status;
+	RegistryEntry *e;
+
+	*count = 0;
+	*text = 0;
+	dshash_seq_init(&status, registry_table, false);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (OidIsValid(dbid) && e->key.dbid != dbid)
+			continue;
+		(*count)++;
+		*text += snapshot_text_size(e);
+	}
+	dshash_seq_term(&status);
+}
+
+static void
+copy_snapshot_entry(EntrySnapshot *s, RegistryEntry *e, char *text)
+{
+	const char *chunk = entry_chunk(e);
+	int			len = SINGLETON_KEY_LEN(&e->key);
+
+	memcpy(text, chunk, len);
+	text[len] = '\0';
+	memcpy(text + len + 1, chunk + len, e->typelen);
+	text[len + 1 + e->typelen] = '\0';
+	s->name = text;
+	s->type = text + len + 1;
+	s->namelen = len;
+	s->dbid = e->key.dbid;
+	s->owner = e->owner;
+	s->private = e->private;
+	s->state = e->state;
+	s->creator_pid = e->creator_pid;
+	s->size_bytes = REGISTRY_ENTRY_OVERHEAD + entry_chunk_size(e);
+	s->access_count = pg_atomic_read_u64(&e->access_count);
+	s->created_at = e->created_at;
+	s->updated_at = e->updated_at;
+	s->last_access = (TimestampTz) pg_atomic_read_u64(&e->last_access);
+	s->factory_us = e->factory_us;
+	s->generation = e->generation;
+}
+
 /*
- * Copy the metadata of every entry of one database (InvalidOid: of all).  The array is sized from
- * the entry count before the scan; if entries were added meanwhile the scan
- * stops, the array grows and the scan starts over, so nothing is allocated
- * while a partition lock is held.
+ * Copy into snap (room for cap entries, then textcap bytes of text) the
+ * metadata of every entry of dbid; false if it does not fit.
+ */
+static bool
+copy_snapshot(Oid dbid, EntrySnapshot *snap, Size cap, Size textcap, int *count)
+{
+	dshash_seq_status status;
+	RegistryEntry *e;
+	char	   *text = (char *) (snap + cap);
+	Size		n = 0;
+	Size		used = 0;
+	bool		fits = true;
+
+	dshash_seq_init(&status, registry_table, false);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (OidIsValid(dbid) && e->key.dbid != dbid)
+			continue;
+		if (n >= cap || used + snapshot_text_size(e) > textcap)
+		{
+			fits = false;
+			break;
+		}
+		copy_snapshot_entry(&snap[n++], e, text + used);
+		used += snapshot_text_size(e);
+	}
+	dshash_seq_term(&status);
+	*count = (int) n;
+	return fits;
+}
+
+/*
+ * Copy the metadata of every entry of one database (InvalidOid: of all),
+ * with their names and type labels, in one allocation (pfree it).  A first
+ * pass measures, then the room is allocated with no lock held and a second
+ * pass copies; if entries were added in between, the copy stops and starts
+ * over with more room.  Each pass holds one partition lock at a time, in
+ * shared mode, for as long as copying that partition's entries takes.
  */
 EntrySnapshot *
 singleton_registry_snapshot(Oid dbid, int *count)
 {
-	Size		cap = pg_atomic_read_u32(&registry->entry_count) + 64;
+	Size		cap;
+	Size		textcap;
 
+	measure_snapshot(dbid, &cap, &textcap);
+	/* room for what arrives between the passes */
+	cap += cap / 16 + 64;
+	textcap += textcap / 16 + 64 * (SINGLETON_NAME_MAX + SINGLETON_TYPE_MAX + 2);
 	for (;;)
 	{
 		EntrySnapshot *snap;
-		dshash_seq_status status;
-		RegistryEntry *e;
-		int			n = 0;
-		bool		overflow = false;
 
-		snap = palloc_extended(cap * sizeof(EntrySnapshot), MCXT_ALLOC_HUGE);
-		dshash_seq_init(&status, registry_table, false);
-		while ((e = dshash_seq_next(&status)) != NULL)
-		{
-			EntrySnapshot *s;
-			const char *chunk;
-			int			len;
-
-			if (OidIsValid(dbid) && e->key.dbid != dbid)
-				continue;
-			if (n >= cap)
-			{
-				overflow = true;
-				break;
-			}
-			s = &snap[n++];
-			s->dbid = e->key.dbid;
-			chunk = entry_chunk(e);
-			len = SINGLETON_KEY_LEN(&e->key);
-			memcpy(s->name, chunk, len);
-			s->name[len] = '\0';
-			memcpy(s->type, chunk + len, e->typelen);
-			s->type[e->typelen] = '\0';
-			s->owner = e->owner;
-			s->private = e->private;
-			s->state = e->state;
-			s->creator_pid = e->creator_pid;
-			s->size_bytes = REGISTRY_ENTRY_OVERHEAD + entry_chunk_size(e);
-			s->access_count = pg_atomic_read_u64(&e->access_count);
-			s->created_at = e->created_at;
-			s->updated_at = e->updated_at;
-			s->last_access = (TimestampTz) pg_atomic_read_u64(&e->last_access);
-			s->factory_us = e->factory_us;
-			s->generation = e->generation;
-		}
-		dshash_seq_term(&status);
-
-		if (!overflow)
-		{
-			*count = n;
+		snap = palloc_extended(cap * sizeof(EntrySnapshot) + textcap, MCXT_ALLOC_HUGE);
+		if (copy_snapshot(dbid, snap, cap, textcap, count))
 			return snap;
-		}
 		pfree(snap);
 		cap *= 2;
+		textcap *= 2;
 	}
 }
 

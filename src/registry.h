@@ -62,13 +62,17 @@ typedef struct RegistryEntry
 #define REGISTRY_ENTRY_OVERHEAD \
 	(SINGLETON_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(RegistryEntry)))
 
-/* A copy of one entry's metadata, taken without allocating under locks. */
+/*
+ * A copy of one entry's metadata, taken without allocating under locks.
+ * name and type point into the text block allocated with the array.
+ */
 typedef struct EntrySnapshot
 {
+	const char *name;			/* NUL-terminated */
+	const char *type;			/* NUL-terminated */
 	Oid			dbid;
-	char		name[SINGLETON_NAME_MAX + 1];
-	char		type[SINGLETON_TYPE_MAX + 1];
 	Oid			owner;
+	uint16		namelen;
 	bool		private;
 	uint8		state;
 	int32		creator_pid;

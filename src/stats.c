@@ -18,12 +18,14 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "admission.h"
 #include "area.h"
 #include "limiter.h"
 #include "persist.h"
+#include "jsonb_writer.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -33,6 +35,10 @@ PG_FUNCTION_INFO_V1(singleton_health);
 
 /* Degraded once this share of singleton.memory_limit is in use. */
 #define HEALTH_DEGRADED_PCT 90.0
+
+/* Microseconds from the Unix epoch to PostgreSQL's. */
+#define UNIX_EPOCH_OFFSET_US \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
 
 static const char *const memory_note =
 "estimated_memory_bytes is exact, not an estimate: it is the shared memory "
@@ -89,13 +95,6 @@ epoch_seconds(TimestampTz ts)
 		(double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
 }
 
-static int
-snapshot_name_cmp(const void *a, const void *b)
-{
-	return strcmp(((const EntrySnapshot *) a)->name,
-				  ((const EntrySnapshot *) b)->name);
-}
-
 static void
 append_key(StringInfo buf, const char *key, bool *first)
 {
@@ -140,61 +139,261 @@ finish_json(StringInfo buf)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
 }
 
-/* The per-name maps of singleton_stats(), over sorted snapshots. */
-static void
-append_entry_maps(StringInfo buf, EntrySnapshot *snap, int n, OwnerPrivCache *cache,
-				  bool *first)
+/*
+ * singleton_stats() writes its per-name maps straight into jsonb's binary
+ * form (jsonb_writer.c): a million names would otherwise be printed as JSON
+ * text and parsed back, or built as a tree of JsonbValues first.
+ *
+ * Sorting a million names by strcmp through pointers would miss the cache
+ * on every comparison: each sort item carries the name's first eight
+ * bytes, zero-padded and big-endian, so most comparisons stay in the array.
+ */
+typedef struct NameSortItem
 {
+	uint64		prefix;
+	EntrySnapshot *s;
+} NameSortItem;
+
+static int
+name_sort_cmp(const void *a, const void *b)
+{
+	const NameSortItem *x = (const NameSortItem *) a;
+	const NameSortItem *y = (const NameSortItem *) b;
+
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
+	/* equal prefixes: the names are equal, or both are eight bytes or more */
+	if (x->s->namelen < 8)
+		return 0;
+	return strcmp(x->s->name + 8, y->s->name + 8);
+}
+
+static NameSortItem *
+sort_by_name(EntrySnapshot *snap, int n)
+{
+	NameSortItem *items = palloc_extended(Max(n, 1) * sizeof(NameSortItem), MCXT_ALLOC_HUGE);
 	int			i;
-	bool		inner;
 
-	append_key(buf, "singleton_names", first);
-	appendStringInfoChar(buf, '[');
 	for (i = 0; i < n; i++)
 	{
-		if (i > 0)
-			appendStringInfoString(buf, ", ");
-		escape_json(buf, snap[i].name);
+		uint64		prefix = 0;
+		int			j;
+
+		for (j = 0; j < 8 && j < snap[i].namelen; j++)
+			prefix |= (uint64) (unsigned char) snap[i].name[j] << (56 - 8 * j);
+		items[i].prefix = prefix;
+		items[i].s = &snap[i];
 	}
-	appendStringInfoChar(buf, ']');
+	qsort(items, n, sizeof(NameSortItem), name_sort_cmp);
+	return items;
+}
 
-	append_key(buf, "singleton_types", first);
-	appendStringInfoChar(buf, '{');
-	inner = true;
+/*
+ * What the maps need of one entry, gathered in name order with the names
+ * next to each other, so that writing the maps reads memory in order.
+ */
+typedef struct SortedEntry
+{
+	const char *name;
+	const char *type;
+	uint16		namelen;
+	uint8		typelen;
+	bool		ready;
+	bool		hidden;			/* usage hidden from the caller */
+	int64		created_us;		/* since the Unix epoch */
+	uint64		access_count;
+} SortedEntry;
+
+static SortedEntry *
+gather_sorted(NameSortItem *by_name, int n, Size textlen, OwnerPrivCache *cache)
+{
+	SortedEntry *out = palloc_extended(Max(n, 1) * sizeof(SortedEntry) + textlen, MCXT_ALLOC_HUGE);
+	char	   *text = (char *) (out + Max(n, 1));
+	int			i;
+
 	for (i = 0; i < n; i++)
 	{
-		append_key(buf, snap[i].name, &inner);
-		if (snap[i].state == ENTRY_READY)
-			escape_json(buf, snap[i].type);
+		EntrySnapshot *s = by_name[i].s;
+		SortedEntry *o = &out[i];
+		Size		typelen = strlen(s->type);
+
+		memcpy(text, s->name, s->namelen);
+		o->name = text;
+		text += s->namelen;
+		memcpy(text, s->type, typelen);
+		o->type = text;
+		text += typelen;
+		o->namelen = s->namelen;
+		o->typelen = typelen;
+		o->ready = (s->state == ENTRY_READY);
+		o->hidden = singleton_registry_hides_usage(s, cache);
+		o->created_us = s->created_at + UNIX_EPOCH_OFFSET_US;
+		o->access_count = s->access_count;
+	}
+	return out;
+}
+
+/*
+ * The objects want jsonb's key order, shorter names first: a stable
+ * counting sort on length of the name-sorted entries gives it, since
+ * same-length names are bytewise ordered already.
+ */
+static SortedEntry **
+key_order(SortedEntry *sorted, int n)
+{
+	SortedEntry **out = palloc_extended(Max(n, 1) * sizeof(SortedEntry *), MCXT_ALLOC_HUGE);
+	int			start[SINGLETON_NAME_MAX + 2] = {0};
+	int			i;
+
+	for (i = 0; i < n; i++)
+		start[sorted[i].namelen + 1]++;
+	for (i = 1; i <= SINGLETON_NAME_MAX + 1; i++)
+		start[i] += start[i - 1];
+	for (i = 0; i < n; i++)
+		out[start[sorted[i].namelen]++] = &sorted[i];
+	return out;
+}
+
+/* The per-name maps. */
+typedef enum EntryMap
+{
+	MAP_NAMES,					/* singleton_names */
+	MAP_TYPES,					/* singleton_types */
+	MAP_ACCESS_COUNTS,			/* access_counts */
+	MAP_CREATION_TIMES,			/* creation_times */
+	MAP_COUNT
+} EntryMap;
+
+static const char *const map_keys[MAP_COUNT] =
+{"singleton_names", "singleton_types", "access_counts", "creation_times"};
+
+typedef struct StatsMaps
+{
+	SortedEntry *sorted;		/* in strcmp order */
+	SortedEntry **order;		/* in jsonb key order */
+	int			n;
+} StatsMaps;
+
+static void
+write_map_value(StringInfo buf, JsonbWriterContainer *obj, SortedEntry *e, EntryMap map)
+{
+	Numeric		num;
+
+	if (map == MAP_TYPES)
+	{
+		if (e->ready)
+			singleton_jsonb_string(buf, obj, e->type, e->typelen);
 		else
-			appendStringInfoString(buf, "null");
+			singleton_jsonb_null(buf, obj);
+		return;
 	}
-	appendStringInfoChar(buf, '}');
-
-	append_key(buf, "creation_times", first);
-	appendStringInfoChar(buf, '{');
-	inner = true;
-	for (i = 0; i < n; i++)
+	if (map == MAP_ACCESS_COUNTS && e->hidden)
 	{
-		append_key(buf, snap[i].name, &inner);
-		appendStringInfo(buf, "%.6f", epoch_seconds(snap[i].created_at));
+		singleton_jsonb_null(buf, obj);
+		return;
 	}
-	appendStringInfoChar(buf, '}');
+	if (map == MAP_ACCESS_COUNTS)
+		num = int64_to_numeric((int64) e->access_count);
+	else
+		num = int64_div_fast_to_numeric(e->created_us, 6);
+	singleton_jsonb_numeric(buf, obj, num);
+	pfree(num);
+}
 
-	append_key(buf, "access_counts", first);
-	appendStringInfoChar(buf, '{');
-	inner = true;
-	for (i = 0; i < n; i++)
+static void
+write_map(StringInfo buf, JsonbWriterContainer *parent, StatsMaps *m, EntryMap map)
+{
+	JsonbWriterContainer obj;
+	int			i;
+
+	singleton_jsonb_open(buf, &obj, m->n, map != MAP_NAMES);
+	if (map == MAP_NAMES)
 	{
-		if (singleton_registry_hides_usage(&snap[i], cache))
+		for (i = 0; i < m->n; i++)
+			singleton_jsonb_string(buf, &obj, m->sorted[i].name, m->sorted[i].namelen);
+	}
+	else
+	{
+		for (i = 0; i < m->n; i++)
+			singleton_jsonb_string(buf, &obj, m->order[i]->name, m->order[i]->namelen);
+		for (i = 0; i < m->n; i++)
+			write_map_value(buf, &obj, m->order[i], map);
+	}
+	singleton_jsonb_close(buf, &obj, parent);
+}
+
+/* One key of the result: a value of the small part, or a per-name map. */
+typedef struct StatsPair
+{
+	JsonbValue	key;
+	JsonbValue	value;
+	int			map;			/* an EntryMap, or -1 */
+} StatsPair;
+
+static int
+stats_pair_cmp(const void *a, const void *b)
+{
+	const JsonbValue *x = &((const StatsPair *) a)->key;
+	const JsonbValue *y = &((const StatsPair *) b)->key;
+
+	return singleton_jsonb_key_cmp(x->val.string.val, x->val.string.len,
+								   y->val.string.val, y->val.string.len);
+}
+
+/*
+ * The whole of singleton_stats(): the top-level pairs of the small part
+ * (nested objects copied as they are) and the four per-name maps.
+ */
+static Jsonb *
+stats_with_maps(Jsonb *small, EntrySnapshot *snap, int n, Size textlen,
+				OwnerPrivCache *cache)
+{
+	int			nsmall = JB_ROOT_COUNT(small);
+	StatsPair  *pairs = palloc((nsmall + MAP_COUNT) * sizeof(StatsPair));
+	int			npairs = 0;
+	JsonbIterator *it = JsonbIteratorInit(&small->root);
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	StatsMaps	m;
+	StringInfoData buf;
+	JsonbWriterContainer top;
+	int			i;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			pairs[npairs].key = v;
+		else if (tok == WJB_VALUE)
 		{
-			append_key(buf, snap[i].name, &inner);
-			appendStringInfoString(buf, "null");
+			pairs[npairs].value = v;
+			pairs[npairs++].map = -1;
 		}
-		else
-			append_u64(buf, snap[i].name, snap[i].access_count, &inner);
 	}
-	appendStringInfoChar(buf, '}');
+	for (i = 0; i < MAP_COUNT; i++, npairs++)
+	{
+		pairs[npairs].key.type = jbvString;
+		pairs[npairs].key.val.string.val = (char *) map_keys[i];
+		pairs[npairs].key.val.string.len = strlen(map_keys[i]);
+		pairs[npairs].map = i;
+	}
+	qsort(pairs, npairs, sizeof(StatsPair), stats_pair_cmp);
+
+	m.sorted = gather_sorted(sort_by_name(snap, n), n, textlen, cache);
+	m.order = key_order(m.sorted, n);
+	m.n = n;
+	singleton_jsonb_writer_init(&buf, (Size) n * 64 + VARSIZE(small));
+	singleton_jsonb_open(&buf, &top, npairs, true);
+	for (i = 0; i < npairs; i++)
+		singleton_jsonb_string(&buf, &top, pairs[i].key.val.string.val, pairs[i].key.val.string.len);
+	for (i = 0; i < npairs; i++)
+	{
+		if (pairs[i].map >= 0)
+			write_map(&buf, &top, &m, (EntryMap) pairs[i].map);
+		else
+			singleton_jsonb_value(&buf, &top, &pairs[i].value);
+	}
+	singleton_jsonb_close(&buf, &top, NULL);
+	return singleton_jsonb_finish(&buf);
 }
 
 /*
@@ -245,21 +444,23 @@ singleton_stats(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	bool		first = true;
 	OwnerPrivCache cache = {0};
+	Jsonb	   *small;
+	Size		textlen = 0;
 
 	singleton_registry_attach();
 	snap = singleton_registry_snapshot(MyDatabaseId, &n);
-	qsort(snap, n, sizeof(EntrySnapshot), snapshot_name_cmp);
 	/* a private entry's size is the caller's to know only if it may read it */
 	for (i = 0; i < n; i++)
+	{
 		if (!singleton_registry_hides_usage(&snap[i], &cache))
 			bytes += snap[i].size_bytes;
+		textlen += snap[i].namelen + strlen(snap[i].type);
+	}
 
+	/* everything but the per-name maps, as text */
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	append_u64(&buf, "total_singletons", n, &first);
-
-	append_entry_maps(&buf, snap, n, &cache, &first);
-
 	append_u64(&buf, "estimated_memory_bytes", bytes, &first);
 	append_key(&buf, "estimated_memory_kb", &first);
 	appendStringInfo(&buf, "%.2f", bytes / 1024.0);
@@ -268,11 +469,11 @@ singleton_stats(PG_FUNCTION_ARGS)
 	append_key(&buf, "memory_note", &first);
 	escape_json(&buf, memory_note);
 	append_instance_counters(&buf, &first);
-
 	singleton_jobs_append_stats(&buf);
 	appendStringInfoChar(&buf, '}');
-	pfree(snap);
-	PG_RETURN_DATUM(finish_json(&buf));
+	small = DatumGetJsonbP(finish_json(&buf));
+
+	PG_RETURN_JSONB_P(stats_with_maps(small, snap, n, textlen, &cache));
 }
 
 /*
