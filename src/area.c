@@ -370,14 +370,15 @@ singleton_key_compare(const void *a, const void *b, size_t size, void *arg)
 {
 	const SingletonKey *ka = (const SingletonKey *) a;
 	const SingletonKey *kb = (const SingletonKey *) b;
-	uint32		la = SINGLETON_KEY_LEN(ka);
-	uint32		lb = SINGLETON_KEY_LEN(kb);
+	uint32		sa = SINGLETON_KEY_SHAPE(ka);
+	uint32		sb = SINGLETON_KEY_SHAPE(kb);
 
 	if (ka->dbid != kb->dbid)
 		return ka->dbid < kb->dbid ? -1 : 1;
-	if (la != lb)
-		return la < lb ? -1 : 1;
-	return memcmp(key_name(ka, arg), key_name(kb, arg), la);
+	/* different lengths or tags: different names, no need to read them */
+	if (sa != sb)
+		return sa < sb ? -1 : 1;
+	return memcmp(key_name(ka, arg), key_name(kb, arg), SINGLETON_KEY_LEN(ka));
 }
 
 dshash_hash

@@ -39,12 +39,36 @@ extern int	singleton_memory_limit_mb;
 typedef struct SingletonKey
 {
 	Oid			dbid;
-	uint32		namelen;		/* length, | SINGLETON_KEY_LOCAL for lookups */
+	uint32		namelen;		/* length | tag << 16, | SINGLETON_KEY_LOCAL
+								 * for lookups */
 	dsa_pointer name;			/* DSA chunk, or (uintptr_t) char * */
 } SingletonKey;
 
 #define SINGLETON_KEY_LOCAL 0x80000000U
-#define SINGLETON_KEY_LEN(k)	((k)->namelen & ~SINGLETON_KEY_LOCAL)
+#define SINGLETON_KEY_LEN(k)	((k)->namelen & 0xFFFF)
+/* length and tag: what a stored key keeps of its lookup key's namelen */
+#define SINGLETON_KEY_SHAPE(k)	((k)->namelen & ~SINGLETON_KEY_LOCAL)
+
+/*
+ * A 15-bit tag of a name, kept in the key beside its length so that most
+ * comparisons with another name of the same length (a neighbour in the
+ * same hash bucket) end without following the name's DSA pointer, a cache
+ * miss in a large table.  Names of one shape differ most in their last
+ * bytes (counters, ids), so those and the middle byte make the tag.
+ */
+static inline uint32
+singleton_name_tag(const char *name, int len)
+{
+	const unsigned char *b = (const unsigned char *) name;
+	uint32		t;
+
+	if (len <= 0)
+		return 0;
+	t = b[len - 1] ^ ((uint32) b[len >> 1] << 7);
+	if (len > 1)
+		t ^= (uint32) b[len - 2] << 4;
+	return t & 0x7FFF;
+}
 
 extern int	singleton_key_compare(const void *a, const void *b, size_t size, void *arg);
 extern dshash_hash singleton_key_hash(const void *v, size_t size, void *arg);
@@ -53,7 +77,7 @@ static inline void
 singleton_lookup_key(SingletonKey *key, Oid dbid, const char *name, int len)
 {
 	key->dbid = dbid;
-	key->namelen = (uint32) len | SINGLETON_KEY_LOCAL;
+	key->namelen = (uint32) len | singleton_name_tag(name, len) << 16 | SINGLETON_KEY_LOCAL;
 	key->name = (dsa_pointer) (uintptr_t) name;
 }
 

@@ -103,7 +103,7 @@ static void
 limiter_remove_locked(LimiterEntry *e)
 {
 	dsa_pointer chunk = e->key.name;
-	Size		len = e->key.namelen;
+	Size		len = SINGLETON_KEY_LEN(&e->key);
 	Oid			creator = e->creator;
 
 	dshash_delete_entry(limiter_table, e);
@@ -140,7 +140,7 @@ limiter_remove_matching(const LimiterFilter *f)
 			(OidIsValid(f->creator) && e->creator == f->creator))
 		{
 			dsa_pointer chunk = e->key.name;
-			Size		len = e->key.namelen;
+			Size		len = SINGLETON_KEY_LEN(&e->key);
 			Oid			creator = e->creator;
 
 			dshash_delete_current(&status);
@@ -350,7 +350,7 @@ find_or_create_key(const LimiterCall *c)
 											  LIMITER_ENTRY_OVERHEAD, chunk, c->len, userid);
 			if (found)
 				break;
-			e->key.namelen = (uint32) c->len;
+			e->key.namelen = SINGLETON_KEY_SHAPE(&e->key);
 			e->key.name = chunk;
 			e->tat_ns = 0;
 			e->creator = userid;

@@ -436,7 +436,8 @@ fill_ready(RegistryEntry *e, dsa_pointer chunk, int typelen, uint8 kind,
 static void
 init_new_entry(RegistryEntry *e, int namelen, Oid owner, TimestampTz now)
 {
-	e->key.namelen = (uint32) namelen;	/* clears SINGLETON_KEY_LOCAL */
+	Assert(SINGLETON_KEY_LEN(&e->key) == namelen);
+	e->key.namelen = SINGLETON_KEY_SHAPE(&e->key);	/* no longer local */
 	e->owner = owner;
 	e->created_at = now;
 	e->factory_us = -1;
