@@ -154,12 +154,9 @@ typedef struct NameSortItem
 	EntrySnapshot *s;
 } NameSortItem;
 
-static int
-name_sort_cmp(const void *a, const void *b)
+static inline int
+name_sort_cmp(const NameSortItem *x, const NameSortItem *y)
 {
-	const NameSortItem *x = (const NameSortItem *) a;
-	const NameSortItem *y = (const NameSortItem *) b;
-
 	if (x->prefix != y->prefix)
 		return x->prefix < y->prefix ? -1 : 1;
 	/* equal prefixes: the names are equal, or both are eight bytes or more */
@@ -167,6 +164,14 @@ name_sort_cmp(const void *a, const void *b)
 		return 0;
 	return strcmp(x->s->name + 8, y->s->name + 8);
 }
+
+/* sort_name_items(), with the comparison inlined */
+#define ST_SORT sort_name_items
+#define ST_ELEMENT_TYPE NameSortItem
+#define ST_COMPARE(a, b) name_sort_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 static NameSortItem *
 sort_by_name(EntrySnapshot *snap, int n)
@@ -184,7 +189,7 @@ sort_by_name(EntrySnapshot *snap, int n)
 		items[i].prefix = prefix;
 		items[i].s = &snap[i];
 	}
-	qsort(items, n, sizeof(NameSortItem), name_sort_cmp);
+	sort_name_items(items, n);
 	return items;
 }
 
@@ -204,6 +209,13 @@ typedef struct SortedEntry
 	uint64		access_count;
 } SortedEntry;
 
+#define GATHER_PREFETCH 8
+#if defined(__GNUC__) || defined(__clang__)
+#define prefetch_read(p) __builtin_prefetch(p)
+#else
+#define prefetch_read(p) ((void) 0)
+#endif
+
 static SortedEntry *
 gather_sorted(NameSortItem *by_name, int n, Size textlen, OwnerPrivCache *cache)
 {
@@ -216,6 +228,13 @@ gather_sorted(NameSortItem *by_name, int n, Size textlen, OwnerPrivCache *cache)
 		EntrySnapshot *s = by_name[i].s;
 		SortedEntry *o = &out[i];
 		Size		typelen = strlen(s->type);
+
+		/* the reads are random: start the misses of later entries now */
+		if (i + GATHER_PREFETCH < n)
+		{
+			prefetch_read(by_name[i + GATHER_PREFETCH].s);
+			prefetch_read(by_name[i + GATHER_PREFETCH].s->name);
+		}
 
 		memcpy(text, s->name, s->namelen);
 		o->name = text;
